@@ -1,0 +1,91 @@
+// The fused path's dispatcher: which variant serves a problem, or why none does.
+#include <cstdint>
+#include <string>
+
+#include "fused/variant.h"
+#include "fused_convt_full/api.h"
+
+namespace fct {
+namespace {
+
+// Every instantiated variant, smallest CTA_N first within a dtype: the first
+// one whose tile holds all output channels wins.
+FusedVariant const* const kVariants[] = {
+    &kFusedFp32N64, &kFusedFp32N128, &kFusedFp32N256, &kFusedFp16N64, &kFusedFp16N128,
+    &kFusedFp16N256, &kFusedBf16N64, &kFusedBf16N128, &kFusedBf16N256,
+};
+constexpr int kMaxTileN = 256;
+constexpr int kMaxFilter = 32;  // CUTLASS's strided-dgrad iterators index R, S <= 32
+
+FusedVariant const* select_variant(ConvTransposeProblem const& p) {
+  for (FusedVariant const* v : kVariants)
+    if (v->dtype == p.dtype && p.Cout_padded() <= v->tile_n) return v;
+  return nullptr;
+}
+
+// Reasons a problem goes elsewhere, in the order a user would want to hear them.
+std::string refusal(ConvTransposeProblem const& p) {
+  if (p.N < 1 || p.H < 1 || p.W < 1 || p.Cin < 1 || p.Cout < 1 || p.kH < 1 || p.kW < 1)
+    return "empty or invalid problem dimensions";
+  if (p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0 || p.H_out() < 1 || p.W_out() < 1)
+    return "invalid stride/padding for this input size";
+  if (p.dil_h != 1 || p.dil_w != 1)
+    return "dilation > 1: CUTLASS's strided dgrad has no dilated form, so the two-stage path runs it";
+  if (p.dtype == DType::kFloat32 && p.math == Math::kFP32Strict)
+    return "float32 with TF32 disabled (torch.backends.cudnn.allow_tf32 = False): the fused kernel is TF32-only, "
+           "so the two-stage path computes in full fp32";
+  if (p.Cout_padded() > kMaxTileN)
+    return "Cout = " + std::to_string(p.Cout) + " > " + std::to_string(kMaxTileN) +
+           ": the softmax needs all channels of a pixel in one CTA tile";
+  if (p.kH > kMaxFilter || p.kW > kMaxFilter) return "kernel size > 32 is outside CUTLASS's dgrad iterators";
+  int64_t x_bytes = int64_t(p.N) * p.H * p.W * p.Cin_padded() * (p.dtype == DType::kFloat32 ? 4 : 2);
+  int64_t rows = int64_t(p.N) * ((p.H_out() + p.stride_h - 1) / p.stride_h) * ((p.W_out() + p.stride_w - 1) / p.stride_w);
+  if (x_bytes >= (int64_t(1) << 31) || rows * p.stride_h * p.stride_w >= (int64_t(1) << 31))
+    return "tensor too large for the 32-bit offsets of CUTLASS's conv iterators";
+  return {};
+}
+
+}  // namespace
+
+FusedSupport fused_support(ConvTransposeProblem const& p) {
+  FusedSupport out;
+  out.reason = refusal(p);
+  if (!out.reason.empty()) return out;
+  FusedVariant const* v = select_variant(p);
+  if (!v) {
+    out.reason = "no fused variant instantiated for this dtype";
+    return out;
+  }
+  Status st = v->can_implement(p);
+  if (!st.ok) {
+    out.reason = st.message;
+    return out;
+  }
+  out.ok = true;
+  out.kernel_name = v->name();
+  out.reason = "Cout " + std::to_string(p.Cout) + " fits a CTA_N = " + std::to_string(v->tile_n) +
+               " tile; stride " + std::to_string(p.stride_h) + "x" + std::to_string(p.stride_w) + " -> " +
+               std::to_string(p.stride_h * p.stride_w) + " phase GEMMs in one launch";
+  return out;
+}
+
+Status fused_forward(ConvTransposeProblem const& p, void const* x, void const* w_packed, float const* conv_b,
+                     float const* b, float s, void* y, cudaStream_t stream) {
+  FusedSupport support = fused_support(p);
+  if (!support.ok) return Status::error("fused kernel does not cover this problem: " + support.reason);
+  if (!x || !w_packed || !b || !y) return Status::error("fused_forward: x, w_packed, b and y must be non-null");
+  // The mainloop loads 16-byte vectors of x and w; y gets vector stores when aligned.
+  if (reinterpret_cast<uintptr_t>(x) % 16 || reinterpret_cast<uintptr_t>(w_packed) % 16)
+    return Status::error("fused_forward: x and w_packed must be 16-byte aligned");
+  FusedLaunchArgs args;
+  args.x = x;
+  args.w_packed = w_packed;
+  args.conv_b = conv_b;
+  args.b = b;
+  args.s = s;
+  args.y = y;
+  args.stream = stream;
+  return select_variant(p)->launch(p, args);
+}
+
+}  // namespace fct

@@ -1,0 +1,213 @@
+// SoftmaxEpilogueVisitor — the fused kernel's epilogue, in the shape of CUTLASS's
+// 2.x epilogue visitors (driven by cutlass::epilogue::threadblock::EpilogueWithVisitor).
+//
+// For each output pixel (a GEMM row) of the tile it computes
+//   z_c = acc_c + conv_b_c
+//   y_c = sigmoid(s * (exp(z_c - max z) / sum exp(z - max z) + b_c))
+// and stores y straight to global memory, NHWC or NCHW, at the pixel the
+// transposed-convolution phase maps the row to. Nothing else is written.
+//
+// Assumptions (checked by static_asserts where the compiler can):
+//  * CTA_N >= Cout: the threadblock tile holds every output channel of its rows,
+//    so a row's softmax is complete inside the tile. Columns >= Cout are padding:
+//    they enter the max and the sum as exp(-inf) = 0 and are never stored.
+//  * The output thread map gives each row to kThreadsPerRow consecutive lanes of
+//    one warp (power of two), each holding kColumnIterations x kElementsPerAccess
+//    columns, so a row reduces with log2(kThreadsPerRow) xor-shuffles.
+//  * One step of the epilogue covers ThreadMap::Shape::kRow consecutive row
+//    blocks and steps advance by that much (Count::kGroup == Count::kCluster == 1).
+//  * GEMM row m of phase (start_h, start_w) is pixel
+//      npq = m mod tiled_rows_per_filter,  n = npq / (P*Q),  oh = start_h + p*stride_h,
+//      ow = start_w + q*stride_w  with (p, q) = divmod(npq mod P*Q, Q)
+//    — the same order CUTLASS's strided-dgrad iterators use for A.
+#pragma once
+
+#include <cstdint>
+
+#include "cutlass/array.h"
+#include "cutlass/cutlass.h"
+#include "cutlass/fast_math.h"
+#include "cutlass/matrix_coord.h"
+#include "cutlass/numeric_conversion.h"
+
+#include "common/epilogue_math.cuh"
+
+namespace fct {
+
+// Where a phase's GEMM rows land in the output tensor.
+struct PhaseGeometry {
+  int start_h = 0, start_w = 0;  // first output row/column of the phase
+  int P = 0, Q = 0;              // output rows/columns that belong to the phase
+};
+
+template <typename ThreadMap_, typename ElementOutput_, typename ElementAccumulator_, int kElementsPerAccess_,
+          int kTileN_>
+class SoftmaxEpilogueVisitor {
+ public:
+  using ThreadMap = ThreadMap_;
+  using ElementOutput = ElementOutput_;
+  using ElementAccumulator = ElementAccumulator_;
+
+  static int const kElementsPerAccess = kElementsPerAccess_;
+  static int const kIterations = ThreadMap::Count::kTile;
+  static int const kThreadsPerRow = ThreadMap::Detail::kAccessWidth;
+  static int const kColumnIterations = ThreadMap::Iterations::kColumn;
+  static int const kRowsPerThread =
+      ThreadMap::Iterations::kRow * ThreadMap::Iterations::kGroup * ThreadMap::Iterations::kCluster;
+  static int const kRowValues = kColumnIterations * kElementsPerAccess;
+
+  static_assert(ThreadMap::Count::kGroup == 1 && ThreadMap::Count::kCluster == 1,
+                "steps must advance by ThreadMap::Shape::kRow rows");
+  static_assert((kThreadsPerRow & (kThreadsPerRow - 1)) == 0 && kThreadsPerRow <= 32,
+                "a row must live in a power-of-two group of lanes of one warp");
+  static_assert(kThreadsPerRow * kRowValues == kTileN_, "the lanes of a row must cover the whole tile N");
+
+  using AccumulatorFragment = cutlass::Array<ElementAccumulator, kElementsPerAccess>;
+  using OutputVector = cutlass::AlignedArray<ElementOutput, kElementsPerAccess>;
+
+  struct Params {
+    ElementOutput* y = nullptr;
+    float const* conv_b = nullptr;  // nullable
+    float const* b = nullptr;
+    float s = 1.0f;
+    int N = 0, Cout = 0, H_out = 0, W_out = 0;
+    int stride_h = 1, stride_w = 1;
+    int tiled_rows_per_filter = 1;
+    bool nchw = true;
+    bool vector_store = false;  // NHWC with Cout % kElementsPerAccess == 0
+  };
+
+  struct SharedStorage {};
+
+ private:
+  Params const& params_;
+  PhaseGeometry phase_;
+  int thread_row_;     // first tile row of this thread, including the CTA offset
+  int thread_column_;  // first column of this thread
+  float conv_b_[kRowValues];
+  float b_[kRowValues];
+  float z_[kRowValues];  // the current row, z = acc + conv_b (-inf in padded columns)
+  int step_row_ = 0;
+
+ public:
+  CUTLASS_DEVICE
+  SoftmaxEpilogueVisitor(Params const& params, SharedStorage&, PhaseGeometry phase, int thread_idx,
+                         int threadblock_row_offset)
+      : params_(params), phase_(phase) {
+    cutlass::MatrixCoord offset = ThreadMap::initial_offset(thread_idx);
+    thread_row_ = threadblock_row_offset + offset.row();
+    thread_column_ = offset.column();
+  }
+
+  // The same columns recur in every row, so the biases are loaded once.
+  CUTLASS_DEVICE
+  void begin_epilogue() {
+    CUTLASS_PRAGMA_UNROLL
+    for (int ci = 0; ci < kColumnIterations; ++ci) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int e = 0; e < kElementsPerAccess; ++e) {
+        int c = column_of(ci, e);
+        bool valid = c < params_.Cout;
+        conv_b_[ci * kElementsPerAccess + e] =
+            valid ? (params_.conv_b ? __ldg(params_.conv_b + c) : 0.0f) : -cutlass::platform::numeric_limits<float>::infinity();
+        b_[ci * kElementsPerAccess + e] = valid ? __ldg(params_.b + c) : 0.0f;
+      }
+    }
+  }
+
+  CUTLASS_DEVICE
+  void begin_step(int step_idx) { step_row_ = step_idx * ThreadMap::Shape::kRow; }
+
+  CUTLASS_DEVICE
+  void begin_row(int) {}
+
+  CUTLASS_DEVICE
+  void visit(int, int, int column_idx, int, AccumulatorFragment const& accum) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int e = 0; e < kElementsPerAccess; ++e) {
+      int i = column_idx * kElementsPerAccess + e;
+      z_[i] = float(accum[e]) + conv_b_[i];
+    }
+  }
+
+  CUTLASS_DEVICE
+  void end_row(int row_idx) {
+    float row_max = -cutlass::platform::numeric_limits<float>::infinity();
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRowValues; ++i) row_max = fmaxf(row_max, z_[i]);
+    CUTLASS_PRAGMA_UNROLL
+    for (int offset = kThreadsPerRow / 2; offset > 0; offset /= 2)
+      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+
+    float row_sum = 0.0f;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRowValues; ++i) {
+      z_[i] = softmax_exp(z_[i], row_max);
+      row_sum += z_[i];
+    }
+    CUTLASS_PRAGMA_UNROLL
+    for (int offset = kThreadsPerRow / 2; offset > 0; offset /= 2)
+      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, offset);
+    float inv_sum = __frcp_rn(row_sum);
+
+    int64_t pixel_offset;
+    if (!map_row(row_idx, pixel_offset)) return;
+    store_row(pixel_offset, inv_sum);
+  }
+
+  CUTLASS_DEVICE
+  void end_step(int) {}
+
+  CUTLASS_DEVICE
+  void end_epilogue() {}
+
+ private:
+  CUTLASS_DEVICE
+  int column_of(int ci, int e) const { return thread_column_ + ci * ThreadMap::Delta::kColumn + e; }
+
+  // Output offset of the row's pixel, in units of elements of one channel plane
+  // (NCHW: n*Cout*HW + oh*W_out + ow;  NHWC: (n*HW + oh*W_out + ow) * Cout).
+  CUTLASS_DEVICE
+  bool map_row(int row_idx, int64_t& offset) const {
+    int tile_row = ThreadMap::iteration_offset(row_idx * kColumnIterations).row();
+    int m = thread_row_ + step_row_ + tile_row;
+    int npq = m % params_.tiled_rows_per_filter;
+    int pq = phase_.P * phase_.Q;
+    int n = npq / pq;
+    if (n >= params_.N) return false;
+    int rem = npq - n * pq;
+    int p = rem / phase_.Q;
+    int q = rem - p * phase_.Q;
+    int oh = phase_.start_h + p * params_.stride_h;
+    int ow = phase_.start_w + q * params_.stride_w;
+    int64_t hw = int64_t(params_.H_out) * params_.W_out;
+    int64_t pix = int64_t(oh) * params_.W_out + ow;
+    offset = params_.nchw ? int64_t(n) * params_.Cout * hw + pix : (int64_t(n) * hw + pix) * params_.Cout;
+    return true;
+  }
+
+  CUTLASS_DEVICE
+  void store_row(int64_t pixel_offset, float inv_sum) {
+    int64_t channel_stride = params_.nchw ? int64_t(params_.H_out) * params_.W_out : 1;
+    CUTLASS_PRAGMA_UNROLL
+    for (int ci = 0; ci < kColumnIterations; ++ci) {
+      OutputVector out;
+      CUTLASS_PRAGMA_UNROLL
+      for (int e = 0; e < kElementsPerAccess; ++e) {
+        int i = ci * kElementsPerAccess + e;
+        out[e] = ElementOutput(scaled_sigmoid(z_[i] * inv_sum, b_[i], params_.s));
+      }
+      int c0 = column_of(ci, 0);
+      if (params_.vector_store) {
+        if (c0 < params_.Cout)
+          *reinterpret_cast<OutputVector*>(params_.y + pixel_offset + c0) = out;
+      } else {
+        CUTLASS_PRAGMA_UNROLL
+        for (int e = 0; e < kElementsPerAccess; ++e)
+          if (c0 + e < params_.Cout) params_.y[pixel_offset + (c0 + e) * channel_stride] = out[e];
+      }
+    }
+  }
+};
+
+}  // namespace fct

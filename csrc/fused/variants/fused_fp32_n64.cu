@@ -1,0 +1,6 @@
+// One fused-kernel variant per translation unit, so they build in parallel.
+#include "fused/launch.h"
+
+namespace fct {
+FusedVariant const kFusedFp32N64 = make_variant<FusedConfig<float, 64>>(DType::kFloat32);
+}  // namespace fct

@@ -1,0 +1,219 @@
+// Two-stage path, stage 2: y = sigmoid(s * (softmax_c(z + conv_b) + b)) over a
+// conv output z that cuDNN already wrote. Memory-bound: one read of z from
+// DRAM, one write of y. The second pass over a pixel's channels re-reads z from
+// L1 (a block's footprint is a few KB), so DRAM sees each byte once.
+#include <algorithm>
+#include <cstdint>
+
+#include "common/cuda_check.h"
+#include "common/dtype_dispatch.h"
+#include "common/epilogue_math.cuh"
+#include "fused_convt_full/api.h"
+
+namespace fct {
+namespace {
+
+constexpr int kBlockThreads = 256;
+
+template <typename T, int kVec>
+struct alignas(sizeof(T) * kVec) VecT {
+  T v[kVec];
+};
+
+__device__ __forceinline__ float bias_or_zero(float const* p, int64_t c) { return p ? __ldg(p + c) : 0.0f; }
+
+// channels_last: a pixel's C values are contiguous. kGroup lanes of one warp
+// share a pixel and walk its channels kVec at a time, so a warp load is one
+// contiguous run; the pixel's (max, sum) is reduced with kGroup-wide shuffles.
+template <typename T, int kVec, int kGroup>
+__global__ void __launch_bounds__(kBlockThreads)
+    softmax_epilogue_nhwc(int64_t pixels, int C, T const* __restrict__ z, float const* __restrict__ conv_b,
+                          float const* __restrict__ b, float s, T* y) {
+  constexpr int kPixelsPerBlock = kBlockThreads / kGroup;
+  int64_t pixel = int64_t(blockIdx.x) * kPixelsPerBlock + threadIdx.x / kGroup;
+  int lane = threadIdx.x % kGroup;
+  bool active = pixel < pixels;
+  using V = VecT<T, kVec>;
+  T const* zrow = z + pixel * C;
+  T* yrow = y + pixel * C;
+
+  OnlineSoftmax acc;
+  if (active) {
+#pragma unroll 4
+    for (int c0 = lane * kVec; c0 < C; c0 += kGroup * kVec) {
+      V v = *reinterpret_cast<V const*>(zrow + c0);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) acc.add(to_float(v.v[i]) + bias_or_zero(conv_b, c0 + i));
+    }
+  }
+#pragma unroll
+  for (int offset = kGroup / 2; offset > 0; offset /= 2) {
+    float m = __shfl_xor_sync(0xffffffffu, acc.max, offset);
+    float sm = __shfl_xor_sync(0xffffffffu, acc.sum, offset);
+    acc.merge(m, sm);
+  }
+  if (!active) return;
+  float inv_sum = __frcp_rn(acc.sum);
+#pragma unroll 4
+  for (int c0 = lane * kVec; c0 < C; c0 += kGroup * kVec) {
+    V v = *reinterpret_cast<V const*>(zrow + c0);
+    V out;
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      float p = softmax_exp(to_float(v.v[i]) + bias_or_zero(conv_b, c0 + i), acc.max) * inv_sum;
+      out.v[i] = from_float<T>(scaled_sigmoid(p, __ldg(b + c0 + i), s));
+    }
+    *reinterpret_cast<V*>(yrow + c0) = out;
+  }
+}
+
+// NCHW: consecutive threads take consecutive pixels of one channel plane (a
+// warp load is 32 contiguous values); kChannelThreads threads split a pixel's
+// channels and combine their partial (max, sum) through shared memory.
+constexpr int kPixelThreads = 32;
+constexpr int kChannelThreads = kBlockThreads / kPixelThreads;
+
+template <typename T>
+__global__ void __launch_bounds__(kBlockThreads)
+    softmax_epilogue_nchw(int64_t N, int C, int64_t HW, T const* __restrict__ z, float const* __restrict__ conv_b,
+                          float const* __restrict__ b, float s, T* y) {
+  __shared__ float part_max[kChannelThreads][kPixelThreads];
+  __shared__ float part_sum[kChannelThreads][kPixelThreads];
+  int tx = threadIdx.x % kPixelThreads, ty = threadIdx.x / kPixelThreads;
+  int64_t pixel = int64_t(blockIdx.x) * kPixelThreads + tx;
+  bool active = pixel < N * HW;
+  int64_t n = active ? pixel / HW : 0;
+  int64_t base = n * C * HW + (pixel - n * HW);
+
+  OnlineSoftmax acc;
+  if (active) {
+#pragma unroll 4
+    for (int c = ty; c < C; c += kChannelThreads) acc.add(to_float(z[base + c * HW]) + bias_or_zero(conv_b, c));
+  }
+  part_max[ty][tx] = acc.max;
+  part_sum[ty][tx] = acc.sum;
+  __syncthreads();
+  OnlineSoftmax total;
+#pragma unroll
+  for (int i = 0; i < kChannelThreads; ++i) total.merge(part_max[i][tx], part_sum[i][tx]);
+  if (!active) return;
+  float inv_sum = __frcp_rn(total.sum);
+#pragma unroll 4
+  for (int c = ty; c < C; c += kChannelThreads) {
+    float p = softmax_exp(to_float(z[base + c * HW]) + bias_or_zero(conv_b, c), total.max) * inv_sum;
+    y[base + c * HW] = from_float<T>(scaled_sigmoid(p, __ldg(b + c), s));
+  }
+}
+
+// The classic design the project starts from: a block per pixel, a thread per
+// channel, a shared-memory tree reduction for max and sum.
+template <typename T>
+__global__ void softmax_epilogue_naive_kernel(int C, int64_t HW, int64_t channel_stride, int64_t pixel_stride_hw,
+                                              int64_t image_stride, T const* z, float const* conv_b,
+                                              float const* b, float s, T* y) {
+  extern __shared__ float red[];
+  int64_t pixel = blockIdx.x;
+  int64_t n = pixel / HW, hw = pixel % HW;
+  int64_t base = n * image_stride + hw * pixel_stride_hw;
+  int t = threadIdx.x;
+
+  float m = -3.402823466e38f;
+  for (int c = t; c < C; c += blockDim.x) m = fmaxf(m, to_float(z[base + c * channel_stride]) + bias_or_zero(conv_b, c));
+  red[t] = m;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (t < w) red[t] = fmaxf(red[t], red[t + w]);
+    __syncthreads();
+  }
+  float row_max = red[0];
+  __syncthreads();
+  float sum = 0.0f;
+  for (int c = t; c < C; c += blockDim.x) sum += softmax_exp(to_float(z[base + c * channel_stride]) + bias_or_zero(conv_b, c), row_max);
+  red[t] = sum;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (t < w) red[t] += red[t + w];
+    __syncthreads();
+  }
+  float inv_sum = 1.0f / red[0];
+  for (int c = t; c < C; c += blockDim.x) {
+    int64_t i = base + c * channel_stride;
+    float p = softmax_exp(to_float(z[i]) + bias_or_zero(conv_b, c), row_max) * inv_sum;
+    y[i] = from_float<T>(scaled_sigmoid(p, b[c], s));
+  }
+}
+
+template <typename T, int kVec, int kGroup>
+void launch_nhwc(int64_t pixels, int C, void const* z, float const* conv_b, float const* b, float s, void* y,
+                 cudaStream_t stream) {
+  constexpr int kPixelsPerBlock = kBlockThreads / kGroup;
+  int64_t blocks = (pixels + kPixelsPerBlock - 1) / kPixelsPerBlock;
+  softmax_epilogue_nhwc<T, kVec, kGroup><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+      pixels, C, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
+}
+
+// Lanes per pixel: enough to cover the row in one sweep, at most a warp.
+template <typename T, int kVec>
+void launch_nhwc_group(int64_t pixels, int C, void const* z, float const* conv_b, float const* b, float s, void* y,
+                       cudaStream_t stream) {
+  int accesses = (C + kVec - 1) / kVec;
+  if (accesses <= 4) return launch_nhwc<T, kVec, 4>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 8) return launch_nhwc<T, kVec, 8>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 16) return launch_nhwc<T, kVec, 16>(pixels, C, z, conv_b, b, s, y, stream);
+  return launch_nhwc<T, kVec, 32>(pixels, C, z, conv_b, b, s, y, stream);
+}
+
+bool aligned16(void const* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+Status check_args(int64_t N, int64_t C, int64_t HW, void const* z, float const* b, void* y) {
+  if (N < 0 || C < 1 || HW < 0) return Status::error("softmax_epilogue: need N >= 0, C >= 1, HW >= 0");
+  if (C > (int64_t(1) << 30)) return Status::error("softmax_epilogue: C too large");
+  if (N * HW == 0) return Status::success();
+  if (!z || !y || !b) return Status::error("softmax_epilogue: z, b and y must be non-null");
+  if ((N * HW + kPixelThreads - 1) / kPixelThreads > int64_t(INT32_MAX))
+    return Status::error("softmax_epilogue: too many pixels for one launch");
+  return Status::success();
+}
+
+}  // namespace
+
+Status softmax_epilogue(DType dtype, Layout layout, int64_t N, int64_t C, int64_t HW, void const* z,
+                        float const* conv_b, float const* b, float s, void* y, cudaStream_t stream) {
+  Status st = check_args(N, C, HW, z, b, y);
+  if (!st.ok || N * HW == 0) return st;
+  dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    int64_t pixels = N * HW;
+    if (layout == Layout::kNCHW) {
+      int64_t blocks = (pixels + kPixelThreads - 1) / kPixelThreads;
+      softmax_epilogue_nchw<T><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+          N, int(C), HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
+    } else {
+      constexpr int kVec16 = 16 / sizeof(T);
+      if (C % kVec16 == 0 && aligned16(z) && aligned16(y))
+        launch_nhwc_group<T, kVec16>(pixels, int(C), z, conv_b, b, s, y, stream);
+      else
+        launch_nhwc_group<T, 1>(pixels, int(C), z, conv_b, b, s, y, stream);
+    }
+  });
+  return last_launch_status("softmax_epilogue");
+}
+
+Status softmax_epilogue_naive(DType dtype, Layout layout, int64_t N, int64_t C, int64_t HW, void const* z,
+                              float const* conv_b, float const* b, float s, void* y, cudaStream_t stream) {
+  Status st = check_args(N, C, HW, z, b, y);
+  if (!st.ok || N * HW == 0) return st;
+  int threads = 1;
+  while (threads < C && threads < 1024) threads *= 2;
+  int64_t channel_stride = layout == Layout::kNCHW ? HW : 1;
+  int64_t pixel_stride = layout == Layout::kNCHW ? 1 : C;
+  dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    softmax_epilogue_naive_kernel<T><<<unsigned(N * HW), threads, threads * sizeof(float), stream>>>(
+        int(C), HW, channel_stride, pixel_stride, C * HW, static_cast<T const*>(z), conv_b, b, s,
+        static_cast<T*>(y));
+  });
+  return last_launch_status("softmax_epilogue_naive");
+}
+
+}  // namespace fct
