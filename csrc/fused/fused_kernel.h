@@ -44,9 +44,15 @@ struct FusedConvTransposeSoftmaxKernel {
     typename Visitor::Params visitor;
   };
 
+  // The epilogue (accumulator exchange + the visitor's staging) reuses the
+  // mainloop's shared memory.
+  struct EpilogueStorage {
+    typename Epilogue::SharedStorage exchange;
+    typename Visitor::SharedStorage visitor;
+  };
   union SharedStorage {
     typename Mma::SharedStorage main_loop;
-    typename Epilogue::SharedStorage epilogue;
+    EpilogueStorage epilogue;
   };
 
   static int grid_size(Params const& params) { return params.num_phases * params.tile_m_per_filter; }
@@ -91,9 +97,8 @@ struct FusedConvTransposeSoftmaxKernel {
       mma(gemm_k_iterations, accumulators, iterator_A, iterator_B, accumulators);
     }
 
-    typename Visitor::SharedStorage visitor_storage;
-    Visitor visitor(params.visitor, visitor_storage, geometry, thread_idx, row_offset);
-    Epilogue epilogue(shared_storage.epilogue, thread_idx, warp_idx, lane_idx);
+    Visitor visitor(params.visitor, shared_storage.epilogue.visitor, geometry, thread_idx, row_offset);
+    Epilogue epilogue(shared_storage.epilogue.exchange, thread_idx, warp_idx, lane_idx);
     epilogue(visitor, accumulators);
   }
 };

@@ -99,7 +99,8 @@ struct FusedConfig {
   using ThreadMap = typename PlainEpilogue::OutputTileIterator::ThreadMap;
 
   using Visitor = SoftmaxEpilogueVisitor<ThreadMap, Element, ElementAccumulator,
-                                         PlainEpilogue::OutputTileIterator::kElementsPerAccess, kTileN>;
+                                         PlainEpilogue::OutputTileIterator::kElementsPerAccess,
+                                         Tiles::Threadblock::kM, kTileN, 32 * Mma::WarpCount::kCount>;
   using Epilogue =
       typename cutlass::epilogue::threadblock::EpilogueWithVisitorFromExistingEpilogue<Visitor, PlainEpilogue>::Epilogue;
   using Kernel = FusedConvTransposeSoftmaxKernel<Mma, Epilogue, Visitor>;

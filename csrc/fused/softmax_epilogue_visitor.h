@@ -16,6 +16,10 @@
 //    columns, so a row reduces with log2(kThreadsPerRow) xor-shuffles.
 //  * One step of the epilogue covers ThreadMap::Shape::kRow consecutive row
 //    blocks and steps advance by that much (Count::kGroup == Count::kCluster == 1).
+//  * NCHW output goes through shared memory: rows are staged channel-major and
+//    written after the last step with one thread per pixel, so a warp stores 32
+//    pixels of one channel plane (a run of stride-phase positions) instead of 32
+//    channels of one pixel (32 different planes).
 //  * GEMM row m of phase (start_h, start_w) is pixel
 //      npq = m mod tiled_rows_per_filter,  n = npq / (P*Q),  oh = start_h + p*stride_h,
 //      ow = start_w + q*stride_w  with (p, q) = divmod(npq mod P*Q, Q)
@@ -41,7 +45,7 @@ struct PhaseGeometry {
 };
 
 template <typename ThreadMap_, typename ElementOutput_, typename ElementAccumulator_, int kElementsPerAccess_,
-          int kTileN_>
+          int kTileM_, int kTileN_, int kThreadCount_>
 class SoftmaxEpilogueVisitor {
  public:
   using ThreadMap = ThreadMap_;
@@ -62,6 +66,10 @@ class SoftmaxEpilogueVisitor {
                 "a row must live in a power-of-two group of lanes of one warp");
   static_assert(kThreadsPerRow * kRowValues == kTileN_, "the lanes of a row must cover the whole tile N");
 
+  static int const kTileM = kTileM_;
+  static int const kThreadCount = kThreadCount_;
+  static_assert(kThreadCount % kTileM == 0, "NCHW stores give each pixel row to one thread");
+
   using AccumulatorFragment = cutlass::Array<ElementAccumulator, kElementsPerAccess>;
   using OutputVector = cutlass::AlignedArray<ElementOutput, kElementsPerAccess>;
 
@@ -77,11 +85,19 @@ class SoftmaxEpilogueVisitor {
     bool vector_store = false;  // NHWC with Cout % kElementsPerAccess == 0
   };
 
-  struct SharedStorage {};
+  // Channel-major staging of the whole tile for NCHW stores; the row pitch is
+  // padded by 4 bytes so a row's lanes (different channels) spread over banks.
+  static int const kStagePitch = kTileM + 4 / int(sizeof(ElementOutput));
+  struct SharedStorage {
+    ElementOutput stage[kTileN_ * kStagePitch];
+  };
 
  private:
   Params const& params_;
+  SharedStorage& shared_;
   PhaseGeometry phase_;
+  int thread_idx_;
+  int cta_row_;        // first GEMM row of the CTA
   int thread_row_;     // first tile row of this thread, including the CTA offset
   int thread_column_;  // first column of this thread
   float conv_b_[kRowValues];
@@ -91,11 +107,11 @@ class SoftmaxEpilogueVisitor {
 
  public:
   CUTLASS_DEVICE
-  SoftmaxEpilogueVisitor(Params const& params, SharedStorage&, PhaseGeometry phase, int thread_idx,
+  SoftmaxEpilogueVisitor(Params const& params, SharedStorage& shared, PhaseGeometry phase, int thread_idx,
                          int threadblock_row_offset)
-      : params_(params), phase_(phase) {
+      : params_(params), shared_(shared), phase_(phase), thread_idx_(thread_idx), cta_row_(threadblock_row_offset) {
     cutlass::MatrixCoord offset = ThreadMap::initial_offset(thread_idx);
-    thread_row_ = threadblock_row_offset + offset.row();
+    thread_row_ = offset.row();
     thread_column_ = offset.column();
   }
 
@@ -150,16 +166,31 @@ class SoftmaxEpilogueVisitor {
       row_sum += __shfl_xor_sync(0xffffffffu, row_sum, offset);
     float inv_sum = __frcp_rn(row_sum);
 
-    int64_t pixel_offset;
-    if (!map_row(row_idx, pixel_offset)) return;
-    store_row(pixel_offset, inv_sum);
+    int tile_row = thread_row_ + step_row_ + ThreadMap::iteration_offset(row_idx * kColumnIterations).row();
+    if (params_.nchw) {
+      stage_row(tile_row, inv_sum);
+    } else {
+      int64_t pixel_offset;
+      if (map_row(cta_row_ + tile_row, pixel_offset)) store_row_nhwc(pixel_offset, inv_sum);
+    }
   }
 
   CUTLASS_DEVICE
   void end_step(int) {}
 
+  // NCHW: every row is staged; one thread per pixel walks the channel planes.
   CUTLASS_DEVICE
-  void end_epilogue() {}
+  void end_epilogue() {
+    if (!params_.nchw) return;
+    __syncthreads();
+    int tile_row = thread_idx_ % kTileM;
+    int64_t pixel_offset;
+    if (!map_row(cta_row_ + tile_row, pixel_offset)) return;
+    int64_t plane = int64_t(params_.H_out) * params_.W_out;
+    int const kChannelGroups = kThreadCount / kTileM;
+    for (int c = thread_idx_ / kTileM; c < params_.Cout; c += kChannelGroups)
+      params_.y[pixel_offset + c * plane] = shared_.stage[c * kStagePitch + tile_row];
+  }
 
  private:
   CUTLASS_DEVICE
@@ -168,9 +199,7 @@ class SoftmaxEpilogueVisitor {
   // Output offset of the row's pixel, in units of elements of one channel plane
   // (NCHW: n*Cout*HW + oh*W_out + ow;  NHWC: (n*HW + oh*W_out + ow) * Cout).
   CUTLASS_DEVICE
-  bool map_row(int row_idx, int64_t& offset) const {
-    int tile_row = ThreadMap::iteration_offset(row_idx * kColumnIterations).row();
-    int m = thread_row_ + step_row_ + tile_row;
+  bool map_row(int m, int64_t& offset) const {
     int npq = m % params_.tiled_rows_per_filter;
     int pq = phase_.P * phase_.Q;
     int n = npq / pq;
@@ -187,25 +216,39 @@ class SoftmaxEpilogueVisitor {
   }
 
   CUTLASS_DEVICE
-  void store_row(int64_t pixel_offset, float inv_sum) {
-    int64_t channel_stride = params_.nchw ? int64_t(params_.H_out) * params_.W_out : 1;
+  OutputVector row_values(int ci, float inv_sum) const {
+    OutputVector out;
+    CUTLASS_PRAGMA_UNROLL
+    for (int e = 0; e < kElementsPerAccess; ++e) {
+      int i = ci * kElementsPerAccess + e;
+      out[e] = ElementOutput(scaled_sigmoid(z_[i] * inv_sum, b_[i], params_.s));
+    }
+    return out;
+  }
+
+  CUTLASS_DEVICE
+  void store_row_nhwc(int64_t pixel_offset, float inv_sum) {
     CUTLASS_PRAGMA_UNROLL
     for (int ci = 0; ci < kColumnIterations; ++ci) {
-      OutputVector out;
-      CUTLASS_PRAGMA_UNROLL
-      for (int e = 0; e < kElementsPerAccess; ++e) {
-        int i = ci * kElementsPerAccess + e;
-        out[e] = ElementOutput(scaled_sigmoid(z_[i] * inv_sum, b_[i], params_.s));
-      }
+      OutputVector out = row_values(ci, inv_sum);
       int c0 = column_of(ci, 0);
       if (params_.vector_store) {
-        if (c0 < params_.Cout)
-          *reinterpret_cast<OutputVector*>(params_.y + pixel_offset + c0) = out;
+        if (c0 < params_.Cout) *reinterpret_cast<OutputVector*>(params_.y + pixel_offset + c0) = out;
       } else {
         CUTLASS_PRAGMA_UNROLL
         for (int e = 0; e < kElementsPerAccess; ++e)
-          if (c0 + e < params_.Cout) params_.y[pixel_offset + (c0 + e) * channel_stride] = out[e];
+          if (c0 + e < params_.Cout) params_.y[pixel_offset + c0 + e] = out[e];
       }
+    }
+  }
+
+  CUTLASS_DEVICE
+  void stage_row(int tile_row, float inv_sum) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int ci = 0; ci < kColumnIterations; ++ci) {
+      OutputVector out = row_values(ci, inv_sum);
+      CUTLASS_PRAGMA_UNROLL
+      for (int e = 0; e < kElementsPerAccess; ++e) shared_.stage[column_of(ci, e) * kStagePitch + tile_row] = out[e];
     }
   }
 };
