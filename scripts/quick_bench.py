@@ -64,6 +64,16 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
         ms = triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
         results[f"fused_{layout.name}"] = ms
         print(f"{str(dtype):15s} fused {layout.name:5s} {name} max_err={err:.2e} nan={nan} {ms:.3f} ms", flush=True)
+    pr = problem(N, Cin, H, W, Cout, k, s, p, op, dtype, _C.Layout.nhwc)
+    y_plain = torch.empty(N, Ho, Ho, w_packed.shape[3], device=dev, dtype=dtype)
+    plain = lambda: _C.plain_dgrad_forward(pr, x_nhwc.data_ptr(), w_packed.data_ptr(), y_plain.data_ptr(), stream)
+    plain()
+    torch.cuda.synchronize()
+    zc = F.conv_transpose2d(x[:check_n].float(), w.float(), None, stride=s, padding=p, output_padding=op)
+    perr = (y_plain[:check_n].permute(0, 3, 1, 2)[:, :Cout].float() - zc).abs().max().item()
+    results["plain_dgrad_nhwc"] = ms = triton.testing.do_bench(plain, warmup=50, rep=300, return_mode="median")
+    print(f"{str(dtype):15s} plain CUTLASS dgrad epilogue (NHWC, same bytes) {ms:.3f} ms  max_err={perr:.2e}", flush=True)
+    del y_plain
     for mf, lname in ((torch.contiguous_format, "nchw"), (torch.channels_last, "nhwc")):
         xm = x.contiguous(memory_format=mf)
         conv = lambda: F.conv_transpose2d(xm, w, None, stride=s, padding=p, output_padding=op)
@@ -73,8 +83,15 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
         epi = lambda: _C.softmax_epilogue(DT[dtype], lay, N, Cout, Ho * Ho, z.data_ptr(), cb.data_ptr(), b.data_ptr(), sc, y2.data_ptr(), stream)
         epi_naive = lambda: _C.softmax_epilogue_naive(DT[dtype], lay, N, Cout, Ho * Ho, z.data_ptr(), cb.data_ptr(), b.data_ptr(), sc, y2.data_ptr(), stream)
         eager = lambda: torch.sigmoid(sc * (torch.softmax(F.conv_transpose2d(xm, w, cb.to(dtype), stride=s, padding=p, output_padding=op), 1) + b.to(dtype).view(1, -1, 1, 1)))
-        t = {n: triton.testing.do_bench(f, warmup=20, rep=200, return_mode="median") for n, f in
-             (("cudnn_conv", conv), ("epilogue", epi), ("epilogue_naive", epi_naive), ("eager", eager))}
+        cbd, bd = cb.to(dtype).view(1, -1, 1, 1), b.to(dtype).view(1, -1, 1, 1)
+        inductor_epi = torch.compile(lambda zz: torch.sigmoid(sc * (torch.softmax(zz + cbd, 1) + bd)))
+        inductor_epi(z)
+        fns = [("cudnn_conv", conv), ("epilogue", epi), ("epilogue_naive", epi_naive), ("inductor_epilogue", lambda: inductor_epi(z)), ("eager", eager)]
+        if COMPILE_MODEL:
+            model = torch.compile(lambda xx: torch.sigmoid(sc * (torch.softmax(F.conv_transpose2d(xx, w, cb.to(dtype), stride=s, padding=p, output_padding=op), 1) + bd)))
+            model(xm)
+            fns.append(("torch_compile_model", lambda: model(xm)))
+        t = {n: triton.testing.do_bench(f, warmup=20, rep=200, return_mode="median") for n, f in fns}
         print(f"{str(dtype):15s} {lname}: " + "  ".join(f"{k}={v:.3f}ms" for k, v in t.items()), flush=True)
         results.update({f"{k}_{lname}": v for k, v in t.items()})
         del z, y2
@@ -83,6 +100,9 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
     return results
 
 
+COMPILE_MODEL = "--compile" in sys.argv
+
 if __name__ == "__main__":
+    sys.argv = [a for a in sys.argv if a != "--compile"]
     for dt in sys.argv[1:] or ["float32", "bfloat16"]:
         run(dtype=getattr(torch, dt))

@@ -72,6 +72,8 @@ struct FusedConvTransposeSoftmaxKernel {
     if (geometry.start_h >= problem.H || geometry.start_w >= problem.W) return;
     geometry.P = (problem.H - geometry.start_h + problem.stride_h - 1) / problem.stride_h;
     geometry.Q = (problem.W - geometry.start_w + problem.stride_w - 1) / problem.stride_w;
+    geometry.pq_divmod = cutlass::FastDivmod(geometry.P * geometry.Q);
+    geometry.q_divmod = cutlass::FastDivmod(geometry.Q);
 
     int thread_idx = threadIdx.x;
     int warp_idx = cutlass::canonical_warp_idx_sync();

@@ -42,6 +42,7 @@ namespace fct {
 struct PhaseGeometry {
   int start_h = 0, start_w = 0;  // first output row/column of the phase
   int P = 0, Q = 0;              // output rows/columns that belong to the phase
+  cutlass::FastDivmod pq_divmod, q_divmod;
 };
 
 template <typename ThreadMap_, typename ElementOutput_, typename ElementAccumulator_, int kElementsPerAccess_,
@@ -81,6 +82,9 @@ class SoftmaxEpilogueVisitor {
     int N = 0, Cout = 0, H_out = 0, W_out = 0;
     int stride_h = 1, stride_w = 1;
     int tiled_rows_per_filter = 1;
+    // Row -> pixel divisions, precomputed (a hardware divide per row costs more
+    // than the softmax itself).
+    cutlass::FastDivmod rows_per_filter_divmod;
     bool nchw = true;
     bool vector_store = false;  // NHWC with Cout % kElementsPerAccess == 0
   };
@@ -100,9 +104,12 @@ class SoftmaxEpilogueVisitor {
   int cta_row_;        // first GEMM row of the CTA
   int thread_row_;     // first tile row of this thread, including the CTA offset
   int thread_column_;  // first column of this thread
-  float conv_b_[kRowValues];
-  float b_[kRowValues];
-  float z_[kRowValues];  // the current row, z = acc + conv_b (-inf in padded columns)
+  // Everything runs in the log2 domain so each exp is one ex2:
+  //   z2 = (acc + conv_b) * log2(e),  e = 2^(z2 - max z2),
+  //   y  = 1 / (1 + 2^(k_row * e + kb_c)),  k_row = -s*log2(e)/sum,  kb_c = -s*log2(e)*b_c.
+  float conv_b2_[kRowValues];  // conv_b * log2(e); -inf in padded columns
+  float kb_[kRowValues];
+  float z_[kRowValues];        // the current row: z2, then e
   int step_row_ = 0;
 
  public:
@@ -124,9 +131,10 @@ class SoftmaxEpilogueVisitor {
       for (int e = 0; e < kElementsPerAccess; ++e) {
         int c = column_of(ci, e);
         bool valid = c < params_.Cout;
-        conv_b_[ci * kElementsPerAccess + e] =
-            valid ? (params_.conv_b ? __ldg(params_.conv_b + c) : 0.0f) : -cutlass::platform::numeric_limits<float>::infinity();
-        b_[ci * kElementsPerAccess + e] = valid ? __ldg(params_.b + c) : 0.0f;
+        conv_b2_[ci * kElementsPerAccess + e] =
+            valid ? (params_.conv_b ? __ldg(params_.conv_b + c) * kLog2e : 0.0f)
+                  : -cutlass::platform::numeric_limits<float>::infinity();
+        kb_[ci * kElementsPerAccess + e] = valid ? -params_.s * kLog2e * __ldg(params_.b + c) : 0.0f;
       }
     }
   }
@@ -142,7 +150,7 @@ class SoftmaxEpilogueVisitor {
     CUTLASS_PRAGMA_UNROLL
     for (int e = 0; e < kElementsPerAccess; ++e) {
       int i = column_idx * kElementsPerAccess + e;
-      z_[i] = float(accum[e]) + conv_b_[i];
+      z_[i] = fmaf(float(accum[e]), kLog2e, conv_b2_[i]);
     }
   }
 
@@ -158,20 +166,20 @@ class SoftmaxEpilogueVisitor {
     float row_sum = 0.0f;
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRowValues; ++i) {
-      z_[i] = softmax_exp(z_[i], row_max);
+      z_[i] = ex2_approx(z_[i] - row_max);
       row_sum += z_[i];
     }
     CUTLASS_PRAGMA_UNROLL
     for (int offset = kThreadsPerRow / 2; offset > 0; offset /= 2)
       row_sum += __shfl_xor_sync(0xffffffffu, row_sum, offset);
-    float inv_sum = __frcp_rn(row_sum);
+    float k_row = -params_.s * kLog2e * rcp_approx(row_sum);
 
     int tile_row = thread_row_ + step_row_ + ThreadMap::iteration_offset(row_idx * kColumnIterations).row();
     if (params_.nchw) {
-      stage_row(tile_row, inv_sum);
+      stage_row(tile_row, k_row);
     } else {
       int64_t pixel_offset;
-      if (map_row(cta_row_ + tile_row, pixel_offset)) store_row_nhwc(pixel_offset, inv_sum);
+      if (map_row(cta_row_ + tile_row, pixel_offset)) store_row_nhwc(pixel_offset, k_row);
     }
   }
 
@@ -200,13 +208,11 @@ class SoftmaxEpilogueVisitor {
   // (NCHW: n*Cout*HW + oh*W_out + ow;  NHWC: (n*HW + oh*W_out + ow) * Cout).
   CUTLASS_DEVICE
   bool map_row(int m, int64_t& offset) const {
-    int npq = m % params_.tiled_rows_per_filter;
-    int pq = phase_.P * phase_.Q;
-    int n = npq / pq;
+    int filter_tile, npq, n, rem, p, q;
+    params_.rows_per_filter_divmod(filter_tile, npq, m);
+    phase_.pq_divmod(n, rem, npq);
     if (n >= params_.N) return false;
-    int rem = npq - n * pq;
-    int p = rem / phase_.Q;
-    int q = rem - p * phase_.Q;
+    phase_.q_divmod(p, q, rem);
     int oh = phase_.start_h + p * params_.stride_h;
     int ow = phase_.start_w + q * params_.stride_w;
     int64_t hw = int64_t(params_.H_out) * params_.W_out;
@@ -216,21 +222,21 @@ class SoftmaxEpilogueVisitor {
   }
 
   CUTLASS_DEVICE
-  OutputVector row_values(int ci, float inv_sum) const {
+  OutputVector row_values(int ci, float k_row) const {
     OutputVector out;
     CUTLASS_PRAGMA_UNROLL
     for (int e = 0; e < kElementsPerAccess; ++e) {
       int i = ci * kElementsPerAccess + e;
-      out[e] = ElementOutput(scaled_sigmoid(z_[i] * inv_sum, b_[i], params_.s));
+      out[e] = ElementOutput(rcp_approx(1.0f + ex2_approx(fmaf(k_row, z_[i], kb_[i]))));
     }
     return out;
   }
 
   CUTLASS_DEVICE
-  void store_row_nhwc(int64_t pixel_offset, float inv_sum) {
+  void store_row_nhwc(int64_t pixel_offset, float k_row) {
     CUTLASS_PRAGMA_UNROLL
     for (int ci = 0; ci < kColumnIterations; ++ci) {
-      OutputVector out = row_values(ci, inv_sum);
+      OutputVector out = row_values(ci, k_row);
       int c0 = column_of(ci, 0);
       if (params_.vector_store) {
         if (c0 < params_.Cout) *reinterpret_cast<OutputVector*>(params_.y + pixel_offset + c0) = out;
@@ -243,10 +249,10 @@ class SoftmaxEpilogueVisitor {
   }
 
   CUTLASS_DEVICE
-  void stage_row(int tile_row, float inv_sum) {
+  void stage_row(int tile_row, float k_row) {
     CUTLASS_PRAGMA_UNROLL
     for (int ci = 0; ci < kColumnIterations; ++ci) {
-      OutputVector out = row_values(ci, inv_sum);
+      OutputVector out = row_values(ci, k_row);
       CUTLASS_PRAGMA_UNROLL
       for (int e = 0; e < kElementsPerAccess; ++e) shared_.stage[column_of(ci, e) * kStagePitch + tile_row] = out[e];
     }

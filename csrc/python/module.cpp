@@ -143,5 +143,20 @@ PYBIND11_MODULE(_C, m) {
       py::arg("conv_b"), py::arg("b"), py::arg("s"), py::arg("y"), py::arg("stream"),
       "The naive two-stage epilogue (benchmark contender only).");
 
+  m.def(
+      "plain_dgrad_forward",
+      [](fct::ConvTransposeProblem const& p, std::uintptr_t x, std::uintptr_t w_packed, std::uintptr_t y,
+         std::uintptr_t stream) {
+        fct::Status st;
+        {
+          py::gil_scoped_release release;
+          st = fct::plain_dgrad_forward(p, as_ptr<void const>(x), as_ptr<void const>(w_packed), as_ptr<void>(y),
+                                        as_ptr<CUstream_st>(stream));
+        }
+        raise_if_error(st);
+      },
+      py::arg("problem"), py::arg("x"), py::arg("w_packed"), py::arg("y"), py::arg("stream"),
+      "Benchmark baseline: same mainloop, stock CUTLASS epilogue, raw NHWC output (Cout_padded channels).");
+
   m.def("compiled_archs", &compiled_archs, "SM architectures the kernels were compiled for.");
 }

@@ -67,6 +67,62 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
 }
 
+// The same, with the pixel's values held in registers between the passes (all
+// C <= kGroup * kVec * kIters): one load, one ex2 for the softmax, one ex2 and
+// one reciprocal for the sigmoid per value, all in the log2 domain.
+template <typename T, int kVec, int kGroup, int kIters>
+__global__ void __launch_bounds__(kBlockThreads)
+    softmax_epilogue_nhwc_regs(int64_t pixels, int C, T const* __restrict__ z, float const* __restrict__ conv_b,
+                               float const* __restrict__ b, float s, T* y) {
+  constexpr int kPixelsPerBlock = kBlockThreads / kGroup;
+  int64_t pixel = int64_t(blockIdx.x) * kPixelsPerBlock + threadIdx.x / kGroup;
+  int lane = threadIdx.x % kGroup;
+  bool active = pixel < pixels;
+  using V = VecT<T, kVec>;
+  T const* zrow = z + pixel * C;
+  T* yrow = y + pixel * C;
+
+  float v[kIters][kVec];
+  float row_max = -3.402823466e38f;
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    int c0 = (it * kGroup + lane) * kVec;
+    bool in = active && c0 < C;
+    V raw;
+    if (in) raw = *reinterpret_cast<V const*>(zrow + c0);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      v[it][i] = in ? fmaf(to_float(raw.v[i]), kLog2e, bias_or_zero(conv_b, c0 + i) * kLog2e) : -INFINITY;
+      row_max = fmaxf(row_max, v[it][i]);
+    }
+  }
+#pragma unroll
+  for (int offset = kGroup / 2; offset > 0; offset /= 2)
+    row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+  float row_sum = 0.0f;
+#pragma unroll
+  for (int it = 0; it < kIters; ++it)
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      v[it][i] = ex2_approx(v[it][i] - row_max);
+      row_sum += v[it][i];
+    }
+#pragma unroll
+  for (int offset = kGroup / 2; offset > 0; offset /= 2) row_sum += __shfl_xor_sync(0xffffffffu, row_sum, offset);
+  if (!active) return;
+  float k_row = -s * kLog2e * rcp_approx(row_sum);
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    int c0 = (it * kGroup + lane) * kVec;
+    if (c0 >= C) break;
+    V out;
+#pragma unroll
+    for (int i = 0; i < kVec; ++i)
+      out.v[i] = from_float<T>(rcp_approx(1.0f + ex2_approx(fmaf(k_row, v[it][i], -s * kLog2e * __ldg(b + c0 + i)))));
+    *reinterpret_cast<V*>(yrow + c0) = out;
+  }
+}
+
 // NCHW: consecutive threads take consecutive pixels of one channel plane (a
 // warp load is 32 contiguous values); kChannelThreads threads split a pixel's
 // channels and combine their partial (max, sum) through shared memory.
@@ -102,6 +158,52 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int c = ty; c < C; c += kChannelThreads) {
     float p = softmax_exp(to_float(z[base + c * HW]) + bias_or_zero(conv_b, c), total.max) * inv_sum;
     y[base + c * HW] = from_float<T>(scaled_sigmoid(p, __ldg(b + c), s));
+  }
+}
+
+// NCHW with each thread's channels in registers (C <= kChannelThreads * kIters).
+template <typename T, int kIters>
+__global__ void __launch_bounds__(kBlockThreads)
+    softmax_epilogue_nchw_regs(int64_t N, int C, int64_t HW, T const* __restrict__ z,
+                               float const* __restrict__ conv_b, float const* __restrict__ b, float s, T* y) {
+  __shared__ float part[kChannelThreads][kPixelThreads];
+  int tx = threadIdx.x % kPixelThreads, ty = threadIdx.x / kPixelThreads;
+  int64_t pixel = int64_t(blockIdx.x) * kPixelThreads + tx;
+  bool active = pixel < N * HW;
+  int64_t n = active ? pixel / HW : 0;
+  int64_t base = n * C * HW + (pixel - n * HW);
+
+  float v[kIters];
+  float row_max = -3.402823466e38f;
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    int c = ty + it * kChannelThreads;
+    v[it] = (active && c < C) ? fmaf(to_float(z[base + c * HW]), kLog2e, bias_or_zero(conv_b, c) * kLog2e) : -INFINITY;
+    row_max = fmaxf(row_max, v[it]);
+  }
+  part[ty][tx] = row_max;
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kChannelThreads; ++i) row_max = fmaxf(row_max, part[i][tx]);
+  float row_sum = 0.0f;
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    v[it] = ex2_approx(v[it] - row_max);
+    row_sum += v[it];
+  }
+  __syncthreads();
+  part[ty][tx] = row_sum;
+  __syncthreads();
+  row_sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kChannelThreads; ++i) row_sum += part[i][tx];
+  if (!active) return;
+  float k_row = -s * kLog2e * rcp_approx(row_sum);
+#pragma unroll
+  for (int it = 0; it < kIters; ++it) {
+    int c = ty + it * kChannelThreads;
+    if (c >= C) break;
+    y[base + c * HW] = from_float<T>(rcp_approx(1.0f + ex2_approx(fmaf(k_row, v[it], -s * kLog2e * __ldg(b + c)))));
   }
 }
 
@@ -152,15 +254,36 @@ void launch_nhwc(int64_t pixels, int C, void const* z, float const* conv_b, floa
       pixels, C, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
 }
 
-// Lanes per pixel: enough to cover the row in one sweep, at most a warp.
+template <typename T, int kVec, int kGroup, int kIters>
+void launch_nhwc_regs(int64_t pixels, int C, void const* z, float const* conv_b, float const* b, float s, void* y,
+                      cudaStream_t stream) {
+  constexpr int kPixelsPerBlock = kBlockThreads / kGroup;
+  int64_t blocks = (pixels + kPixelsPerBlock - 1) / kPixelsPerBlock;
+  softmax_epilogue_nhwc_regs<T, kVec, kGroup, kIters><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+      pixels, C, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
+}
+
+// Lanes per pixel: enough to cover the row in one sweep, at most a warp; rows
+// of up to four sweeps stay in registers, longer ones take the streaming kernel.
 template <typename T, int kVec>
 void launch_nhwc_group(int64_t pixels, int C, void const* z, float const* conv_b, float const* b, float s, void* y,
                        cudaStream_t stream) {
   int accesses = (C + kVec - 1) / kVec;
-  if (accesses <= 4) return launch_nhwc<T, kVec, 4>(pixels, C, z, conv_b, b, s, y, stream);
-  if (accesses <= 8) return launch_nhwc<T, kVec, 8>(pixels, C, z, conv_b, b, s, y, stream);
-  if (accesses <= 16) return launch_nhwc<T, kVec, 16>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 4) return launch_nhwc_regs<T, kVec, 4, 1>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 8) return launch_nhwc_regs<T, kVec, 8, 1>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 16) return launch_nhwc_regs<T, kVec, 16, 1>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 32) return launch_nhwc_regs<T, kVec, 32, 1>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 64) return launch_nhwc_regs<T, kVec, 32, 2>(pixels, C, z, conv_b, b, s, y, stream);
+  if (accesses <= 128) return launch_nhwc_regs<T, kVec, 32, 4>(pixels, C, z, conv_b, b, s, y, stream);
   return launch_nhwc<T, kVec, 32>(pixels, C, z, conv_b, b, s, y, stream);
+}
+
+template <typename T, int kIters>
+void launch_nchw_regs(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b, float s,
+                      void* y, cudaStream_t stream) {
+  int64_t blocks = (N * HW + kPixelThreads - 1) / kPixelThreads;
+  softmax_epilogue_nchw_regs<T, kIters><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+      N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
 }
 
 bool aligned16(void const* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
@@ -185,6 +308,10 @@ Status softmax_epilogue(DType dtype, Layout layout, int64_t N, int64_t C, int64_
     using T = decltype(tag);
     int64_t pixels = N * HW;
     if (layout == Layout::kNCHW) {
+      int per_thread = int((C + kChannelThreads - 1) / kChannelThreads);
+      if (per_thread <= 4) return launch_nchw_regs<T, 4>(N, int(C), HW, z, conv_b, b, s, y, stream);
+      if (per_thread <= 16) return launch_nchw_regs<T, 16>(N, int(C), HW, z, conv_b, b, s, y, stream);
+      if (per_thread <= 32) return launch_nchw_regs<T, 32>(N, int(C), HW, z, conv_b, b, s, y, stream);
       int64_t blocks = (pixels + kPixelThreads - 1) / kPixelThreads;
       softmax_epilogue_nchw<T><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
           N, int(C), HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));

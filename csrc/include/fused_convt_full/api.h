@@ -77,4 +77,10 @@ Status softmax_epilogue_naive(DType dtype, Layout layout, int64_t N, int64_t C, 
                               void const* z, float const* conv_b, float const* b, float s, void* y,
                               cudaStream_t stream);
 
+// Benchmark baseline: the fused kernel's mainloop (Cout <= 128 configuration)
+// with CUTLASS's stock linear-combination epilogue; writes the raw conv output
+// (no bias) to y as NHWC [N][H_out][W_out][Cout_padded].
+Status plain_dgrad_forward(ConvTransposeProblem const& p, void const* x, void const* w_packed, void* y,
+                           cudaStream_t stream);
+
 }  // namespace fct

@@ -1,0 +1,47 @@
+// Benchmark baseline only: the fused kernel's exact mainloop (same CUTLASS
+// strided-dgrad configuration, CTA_N = 128) with CUTLASS's stock
+// linear-combination epilogue writing y = acc in NHWC — the same bytes as the
+// fused kernel, none of the softmax. Measures what the softmax epilogue costs.
+#include "fused/launch.h"
+
+#include "cutlass/conv/conv3d_problem_size.h"
+#include "cutlass/conv/device/implicit_gemm_convolution.h"
+#include "fused_convt_full/api.h"
+
+namespace fct {
+namespace {
+
+template <typename Element>
+Status run_plain(ConvTransposeProblem const& p, void const* x, void const* w_packed, void* y, cudaStream_t stream) {
+  using Config = FusedConfig<Element, 128>;
+  using Conv = cutlass::conv::device::ImplicitGemmConvolution<typename Config::DgradKernel>;
+  auto problem = to_cutlass_problem(p);
+  auto layout_x = cutlass::layout::TensorNHWC::packed({p.N, p.H, p.W, p.Cin_padded()});
+  auto layout_w = cutlass::layout::TensorNHWC::packed({p.Cin_padded(), p.kH, p.kW, p.Cout_padded()});
+  auto layout_y = cutlass::layout::TensorNHWC::packed({p.N, p.H_out(), p.W_out(), p.Cout_padded()});
+  typename Conv::Arguments args(
+      problem, {static_cast<Element*>(const_cast<void*>(x)), layout_x},
+      {static_cast<Element*>(const_cast<void*>(w_packed)), layout_w}, {static_cast<Element*>(y), layout_y},
+      {static_cast<Element*>(y), layout_y}, {1.0f, 0.0f});
+  Conv op;
+  if (op.can_implement(args) != cutlass::Status::kSuccess) return Status::error("plain dgrad: cannot implement");
+  if (op.initialize(args, nullptr, stream) != cutlass::Status::kSuccess)
+    return Status::error("plain dgrad: initialize failed");
+  if (op(stream) != cutlass::Status::kSuccess) return Status::error("plain dgrad: launch failed");
+  return last_launch_status("plain dgrad");
+}
+
+}  // namespace
+
+Status plain_dgrad_forward(ConvTransposeProblem const& p, void const* x, void const* w_packed, void* y,
+                           cudaStream_t stream) {
+  if (p.Cout_padded() > 128) return Status::error("plain dgrad baseline is instantiated for Cout <= 128 only");
+  switch (p.dtype) {
+    case DType::kFloat32: return run_plain<float>(p, x, w_packed, y, stream);
+    case DType::kFloat16: return run_plain<cutlass::half_t>(p, x, w_packed, y, stream);
+    case DType::kBFloat16: return run_plain<cutlass::bfloat16_t>(p, x, w_packed, y, stream);
+  }
+  return Status::error("plain dgrad: unknown dtype");
+}
+
+}  // namespace fct
