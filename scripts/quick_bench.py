@@ -49,11 +49,14 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
     w_packed = pad_to(pad_to(w.permute(0, 2, 3, 1), 0, 8), 3, 8).contiguous()
     stream = torch.cuda.current_stream().cuda_stream
     results = {}
-    for layout, mf in ((_C.Layout.nchw, torch.contiguous_format), (_C.Layout.nhwc, torch.channels_last)):
+    tag = {torch.float32: "tf32", torch.float16: "f16", torch.bfloat16: "bf16"}[dtype]
+    names = [""] + [v for v in _C.fused_variants() if f"_{tag}_" in v and "x128x" in v]
+    for variant, layout, mf in [(v, l, m) for v in names for l, m in ((_C.Layout.nchw, torch.contiguous_format), (_C.Layout.nhwc, torch.channels_last))]:
         pr = problem(N, Cin, H, W, Cout, k, s, p, op, dtype, layout)
         ok, reason, name = _C.fused_support(pr)
+        name = variant or "default:" + name
         y = torch.full((N, Cout, Ho, Ho), float("nan"), device=dev, dtype=dtype).contiguous(memory_format=mf)
-        fn = lambda: _C.fused_forward(pr, x_nhwc.data_ptr(), w_packed.data_ptr(), cb.data_ptr(), b.data_ptr(), sc, y.data_ptr(), stream)
+        fn = lambda: _C.fused_forward_variant(variant, pr, x_nhwc.data_ptr(), w_packed.data_ptr(), cb.data_ptr(), b.data_ptr(), sc, y.data_ptr(), stream)
         fn()
         torch.cuda.synchronize()
         xs = x[:check_n].double()
@@ -62,7 +65,7 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
         err = (y[:check_n].double() - ref).abs().max().item()
         nan = torch.isnan(y).any().item()
         ms = triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
-        results[f"fused_{layout.name}"] = ms
+        results[f"fused_{name}_{layout.name}"] = ms
         print(f"{str(dtype):15s} fused {layout.name:5s} {name} max_err={err:.2e} nan={nan} {ms:.3f} ms", flush=True)
     pr = problem(N, Cin, H, W, Cout, k, s, p, op, dtype, _C.Layout.nhwc)
     y_plain = torch.empty(N, Ho, Ho, w_packed.shape[3], device=dev, dtype=dtype)

@@ -1,6 +1,7 @@
 // The fused path's dispatcher: which variant serves a problem, or why none does.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fused/variant.h"
 #include "fused_convt_full/api.h"
@@ -69,10 +70,38 @@ FusedSupport fused_support(ConvTransposeProblem const& p) {
   return out;
 }
 
+std::vector<std::string> fused_variant_names() {
+  std::vector<std::string> names;
+  for (FusedVariant const* v : kVariants) names.push_back(v->name());
+  VariantList extra = experimental_variants();
+  for (int i = 0; i < extra.count; ++i) names.push_back(extra.items[i]->name());
+  return names;
+}
+
 Status fused_forward(ConvTransposeProblem const& p, void const* x, void const* w_packed, float const* conv_b,
                      float const* b, float s, void* y, cudaStream_t stream) {
+  return fused_forward_variant("", p, x, w_packed, conv_b, b, s, y, stream);
+}
+
+Status fused_forward_variant(std::string const& variant, ConvTransposeProblem const& p, void const* x,
+                             void const* w_packed, float const* conv_b, float const* b, float s, void* y,
+                             cudaStream_t stream) {
   FusedSupport support = fused_support(p);
   if (!support.ok) return Status::error("fused kernel does not cover this problem: " + support.reason);
+  FusedVariant const* chosen = select_variant(p);
+  if (!variant.empty()) {
+    chosen = nullptr;
+    for (FusedVariant const* v : kVariants)
+      if (v->name() == variant) chosen = v;
+    VariantList extra = experimental_variants();
+    for (int i = 0; i < extra.count; ++i)
+      if (extra.items[i]->name() == variant) chosen = extra.items[i];
+    if (!chosen) return Status::error("unknown fused variant '" + variant + "'");
+    if (chosen->dtype != p.dtype || p.Cout_padded() > chosen->tile_n)
+      return Status::error("variant '" + variant + "' does not fit this problem's dtype or Cout");
+    Status st = chosen->can_implement(p);
+    if (!st.ok) return st;
+  }
   if (!x || !w_packed || !b || !y) return Status::error("fused_forward: x, w_packed, b and y must be non-null");
   // The mainloop loads 16-byte vectors of x and w; y gets vector stores when aligned.
   if (reinterpret_cast<uintptr_t>(x) % 16 || reinterpret_cast<uintptr_t>(w_packed) % 16)
@@ -85,7 +114,7 @@ Status fused_forward(ConvTransposeProblem const& p, void const* x, void const* w
   args.s = s;
   args.y = y;
   args.stream = stream;
-  return select_variant(p)->launch(p, args);
+  return chosen->launch(p, args);
 }
 
 }  // namespace fct

@@ -50,9 +50,12 @@ struct FusedConvTransposeSoftmaxKernel {
     typename Epilogue::SharedStorage exchange;
     typename Visitor::SharedStorage visitor;
   };
-  union SharedStorage {
-    typename Mma::SharedStorage main_loop;
-    EpilogueStorage epilogue;
+  struct SharedStorage {
+    union {
+      typename Mma::SharedStorage main_loop;
+      EpilogueStorage epilogue;
+    };
+    typename Visitor::BiasStorage bias;
   };
 
   static int grid_size(Params const& params) { return params.num_phases * params.tile_m_per_filter; }
@@ -99,7 +102,8 @@ struct FusedConvTransposeSoftmaxKernel {
       mma(gemm_k_iterations, accumulators, iterator_A, iterator_B, accumulators);
     }
 
-    Visitor visitor(params.visitor, shared_storage.epilogue.visitor, geometry, thread_idx, row_offset);
+    Visitor visitor(params.visitor, shared_storage.epilogue.visitor, shared_storage.bias, geometry, thread_idx,
+                    row_offset);
     Epilogue epilogue(shared_storage.epilogue.exchange, thread_idx, warp_idx, lane_idx);
     epilogue(visitor, accumulators);
   }

@@ -73,11 +73,20 @@ struct TileTraits<cutlass::half_t, kTileN> : TileTraits16<kTileN> {};
 template <int kTileN>
 struct TileTraits<cutlass::bfloat16_t, kTileN> : TileTraits16<kTileN> {};
 
-template <typename Element_, int kTileN_>
+// Alternative tilings, for tuning runs (built with -DFCT_EXPERIMENTAL_VARIANTS=ON).
+template <int M, int N, int K, int WM, int WN, int kStages_, int kInstK>
+struct CustomTiles {
+  using Threadblock = cutlass::gemm::GemmShape<M, N, K>;
+  using Warp = cutlass::gemm::GemmShape<WM, WN, K>;
+  using Instruction = cutlass::gemm::GemmShape<16, 8, kInstK>;
+  static int const kStages = kStages_;
+};
+
+template <typename Element_, int kTileN_, typename Tiles_ = TileTraits<Element_, kTileN_>>
 struct FusedConfig {
   using Element = Element_;
   static int const kTileN = kTileN_;
-  using Tiles = TileTraits<Element, kTileN>;
+  using Tiles = Tiles_;
   using ElementAccumulator = float;
   static int const kAlignment = 128 / cutlass::sizeof_bits<Element>::value;
 

@@ -93,11 +93,13 @@ Status launch_fused(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
 template <typename Config>
 std::string variant_name() {
   using TB = typename Config::Tiles::Threadblock;
+  using WS = typename Config::Tiles::Warp;
   char const* math = cutlass::platform::is_same<typename Config::Element, float>::value              ? "tf32"
                      : cutlass::platform::is_same<typename Config::Element, cutlass::half_t>::value ? "f16"
                                                                                                     : "bf16";
   return std::string("sm80_strided_dgrad_") + math + "_" + std::to_string(TB::kM) + "x" + std::to_string(TB::kN) +
-         "x" + std::to_string(TB::kK) + "_" + std::to_string(Config::Tiles::kStages) + "stage_softmax_visitor";
+         "x" + std::to_string(TB::kK) + "_warp" + std::to_string(WS::kM) + "x" + std::to_string(WS::kN) + "_" +
+         std::to_string(Config::Tiles::kStages) + "stage_softmax_visitor";
 }
 
 template <typename Config>

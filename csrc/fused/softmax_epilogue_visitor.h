@@ -13,7 +13,8 @@
 //    they enter the max and the sum as exp(-inf) = 0 and are never stored.
 //  * The output thread map gives each row to kThreadsPerRow consecutive lanes of
 //    one warp (power of two), each holding kColumnIterations x kElementsPerAccess
-//    columns, so a row reduces with log2(kThreadsPerRow) xor-shuffles.
+//    columns, so a row reduces with log2(kThreadsPerRow) xor-shuffles; a thread's
+//    kRowsPerThread rows of one step are reduced together in end_step.
 //  * One step of the epilogue covers ThreadMap::Shape::kRow consecutive row
 //    blocks and steps advance by that much (Count::kGroup == Count::kCluster == 1).
 //  * NCHW output goes through shared memory: rows are staged channel-major and
@@ -73,6 +74,7 @@ class SoftmaxEpilogueVisitor {
 
   using AccumulatorFragment = cutlass::Array<ElementAccumulator, kElementsPerAccess>;
   using OutputVector = cutlass::AlignedArray<ElementOutput, kElementsPerAccess>;
+  using BiasVector = cutlass::AlignedArray<float, kElementsPerAccess>;
 
   struct Params {
     ElementOutput* y = nullptr;
@@ -95,10 +97,18 @@ class SoftmaxEpilogueVisitor {
   struct SharedStorage {
     ElementOutput stage[kTileN_ * kStagePitch];
   };
+  // Per-column constants, kept in shared memory rather than registers (the
+  // accumulators already fill the register file). Must not alias the mainloop's
+  // buffers: begin_epilogue writes it while other warps may still be multiplying.
+  struct BiasStorage {
+    alignas(16) float conv_b2[kTileN_];  // conv_b * log2(e); -inf in padded columns
+    alignas(16) float kb[kTileN_];       // -s * log2(e) * b
+  };
 
  private:
   Params const& params_;
   SharedStorage& shared_;
+  BiasStorage& bias_;
   PhaseGeometry phase_;
   int thread_idx_;
   int cta_row_;        // first GEMM row of the CTA
@@ -107,35 +117,30 @@ class SoftmaxEpilogueVisitor {
   // Everything runs in the log2 domain so each exp is one ex2:
   //   z2 = (acc + conv_b) * log2(e),  e = 2^(z2 - max z2),
   //   y  = 1 / (1 + 2^(k_row * e + kb_c)),  k_row = -s*log2(e)/sum,  kb_c = -s*log2(e)*b_c.
-  float conv_b2_[kRowValues];  // conv_b * log2(e); -inf in padded columns
-  float kb_[kRowValues];
-  float z_[kRowValues];        // the current row: z2, then e
+  float z_[kRowsPerThread][kRowValues];  // the step's rows: z2, then e
   int step_row_ = 0;
 
  public:
   CUTLASS_DEVICE
-  SoftmaxEpilogueVisitor(Params const& params, SharedStorage& shared, PhaseGeometry phase, int thread_idx,
-                         int threadblock_row_offset)
-      : params_(params), shared_(shared), phase_(phase), thread_idx_(thread_idx), cta_row_(threadblock_row_offset) {
+  SoftmaxEpilogueVisitor(Params const& params, SharedStorage& shared, BiasStorage& bias, PhaseGeometry phase,
+                         int thread_idx, int threadblock_row_offset)
+      : params_(params), shared_(shared), bias_(bias), phase_(phase), thread_idx_(thread_idx), cta_row_(threadblock_row_offset) {
     cutlass::MatrixCoord offset = ThreadMap::initial_offset(thread_idx);
     thread_row_ = offset.row();
     thread_column_ = offset.column();
   }
 
-  // The same columns recur in every row, so the biases are loaded once.
+  // The same columns recur in every row: fold the biases into their log2-domain
+  // constants once per tile. EpilogueWithVisitor's first barrier orders these
+  // writes before any read.
   CUTLASS_DEVICE
   void begin_epilogue() {
-    CUTLASS_PRAGMA_UNROLL
-    for (int ci = 0; ci < kColumnIterations; ++ci) {
-      CUTLASS_PRAGMA_UNROLL
-      for (int e = 0; e < kElementsPerAccess; ++e) {
-        int c = column_of(ci, e);
-        bool valid = c < params_.Cout;
-        conv_b2_[ci * kElementsPerAccess + e] =
-            valid ? (params_.conv_b ? __ldg(params_.conv_b + c) * kLog2e : 0.0f)
-                  : -cutlass::platform::numeric_limits<float>::infinity();
-        kb_[ci * kElementsPerAccess + e] = valid ? -params_.s * kLog2e * __ldg(params_.b + c) : 0.0f;
-      }
+    float k = -params_.s * kLog2e;
+    for (int c = thread_idx_; c < kTileN_; c += kThreadCount) {
+      bool valid = c < params_.Cout;
+      bias_.conv_b2[c] = valid ? (params_.conv_b ? __ldg(params_.conv_b + c) * kLog2e : 0.0f)
+                               : -cutlass::platform::numeric_limits<float>::infinity();
+      bias_.kb[c] = valid ? k * __ldg(params_.b + c) : 0.0f;
     }
   }
 
@@ -146,45 +151,57 @@ class SoftmaxEpilogueVisitor {
   void begin_row(int) {}
 
   CUTLASS_DEVICE
-  void visit(int, int, int column_idx, int, AccumulatorFragment const& accum) {
+  void visit(int, int row_idx, int column_idx, int, AccumulatorFragment const& accum) {
+    BiasVector cb = *reinterpret_cast<BiasVector const*>(bias_.conv_b2 + column_of(column_idx, 0));
     CUTLASS_PRAGMA_UNROLL
-    for (int e = 0; e < kElementsPerAccess; ++e) {
-      int i = column_idx * kElementsPerAccess + e;
-      z_[i] = fmaf(float(accum[e]), kLog2e, conv_b2_[i]);
-    }
+    for (int e = 0; e < kElementsPerAccess; ++e)
+      z_[row_idx][column_idx * kElementsPerAccess + e] = fmaf(float(accum[e]), kLog2e, cb[e]);
   }
 
   CUTLASS_DEVICE
-  void end_row(int row_idx) {
-    float row_max = -cutlass::platform::numeric_limits<float>::infinity();
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRowValues; ++i) row_max = fmaxf(row_max, z_[i]);
-    CUTLASS_PRAGMA_UNROLL
-    for (int offset = kThreadsPerRow / 2; offset > 0; offset /= 2)
-      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+  void end_row(int) {}
 
-    float row_sum = 0.0f;
+  // All rows of the step reduce together: their shuffle chains are
+  // independent, so they overlap instead of serialising row by row.
+  CUTLASS_DEVICE
+  void end_step(int) {
+    float row_max[kRowsPerThread], row_sum[kRowsPerThread];
     CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRowValues; ++i) {
-      z_[i] = ex2_approx(z_[i] - row_max);
-      row_sum += z_[i];
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      row_max[r] = -cutlass::platform::numeric_limits<float>::infinity();
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRowValues; ++i) row_max[r] = fmaxf(row_max[r], z_[r][i]);
     }
     CUTLASS_PRAGMA_UNROLL
     for (int offset = kThreadsPerRow / 2; offset > 0; offset /= 2)
-      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, offset);
-    float k_row = -params_.s * kLog2e * rcp_approx(row_sum);
-
-    int tile_row = thread_row_ + step_row_ + ThreadMap::iteration_offset(row_idx * kColumnIterations).row();
-    if (params_.nchw) {
-      stage_row(tile_row, k_row);
-    } else {
-      int64_t pixel_offset;
-      if (map_row(cta_row_ + tile_row, pixel_offset)) store_row_nhwc(pixel_offset, k_row);
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRowsPerThread; ++r)
+        row_max[r] = fmaxf(row_max[r], __shfl_xor_sync(0xffffffffu, row_max[r], offset));
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      row_sum[r] = 0.0f;
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRowValues; ++i) {
+        z_[r][i] = ex2_approx(z_[r][i] - row_max[r]);
+        row_sum[r] += z_[r][i];
+      }
+    }
+    CUTLASS_PRAGMA_UNROLL
+    for (int offset = kThreadsPerRow / 2; offset > 0; offset /= 2)
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < kRowsPerThread; ++r) row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], offset);
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      float k_row = -params_.s * kLog2e * rcp_approx(row_sum[r]);
+      int tile_row = thread_row_ + step_row_ + ThreadMap::iteration_offset(r * kColumnIterations).row();
+      if (params_.nchw) {
+        stage_row(r, tile_row, k_row);
+      } else {
+        int64_t pixel_offset;
+        if (map_row(cta_row_ + tile_row, pixel_offset)) store_row_nhwc(r, pixel_offset, k_row);
+      }
     }
   }
-
-  CUTLASS_DEVICE
-  void end_step(int) {}
 
   // NCHW: every row is staged; one thread per pixel walks the channel planes.
   CUTLASS_DEVICE
@@ -222,21 +239,22 @@ class SoftmaxEpilogueVisitor {
   }
 
   CUTLASS_DEVICE
-  OutputVector row_values(int ci, float k_row) const {
+  OutputVector row_values(int r, int ci, float k_row) const {
+    BiasVector kb = *reinterpret_cast<BiasVector const*>(bias_.kb + column_of(ci, 0));
     OutputVector out;
     CUTLASS_PRAGMA_UNROLL
     for (int e = 0; e < kElementsPerAccess; ++e) {
       int i = ci * kElementsPerAccess + e;
-      out[e] = ElementOutput(rcp_approx(1.0f + ex2_approx(fmaf(k_row, z_[i], kb_[i]))));
+      out[e] = ElementOutput(rcp_approx(1.0f + ex2_approx(fmaf(k_row, z_[r][i], kb[e]))));
     }
     return out;
   }
 
   CUTLASS_DEVICE
-  void store_row_nhwc(int64_t pixel_offset, float k_row) {
+  void store_row_nhwc(int r, int64_t pixel_offset, float k_row) {
     CUTLASS_PRAGMA_UNROLL
     for (int ci = 0; ci < kColumnIterations; ++ci) {
-      OutputVector out = row_values(ci, k_row);
+      OutputVector out = row_values(r, ci, k_row);
       int c0 = column_of(ci, 0);
       if (params_.vector_store) {
         if (c0 < params_.Cout) *reinterpret_cast<OutputVector*>(params_.y + pixel_offset + c0) = out;
@@ -249,10 +267,10 @@ class SoftmaxEpilogueVisitor {
   }
 
   CUTLASS_DEVICE
-  void stage_row(int tile_row, float k_row) {
+  void stage_row(int r, int tile_row, float k_row) {
     CUTLASS_PRAGMA_UNROLL
     for (int ci = 0; ci < kColumnIterations; ++ci) {
-      OutputVector out = row_values(ci, k_row);
+      OutputVector out = row_values(r, ci, k_row);
       CUTLASS_PRAGMA_UNROLL
       for (int e = 0; e < kElementsPerAccess; ++e) shared_.stage[column_of(ci, e) * kStagePitch + tile_row] = out[e];
     }

@@ -31,4 +31,12 @@ extern FusedVariant const kFusedFp32N64, kFusedFp32N128, kFusedFp32N256;
 extern FusedVariant const kFusedFp16N64, kFusedFp16N128, kFusedFp16N256;
 extern FusedVariant const kFusedBf16N64, kFusedBf16N128, kFusedBf16N256;
 
+// Tuning candidates (fused/variants/experimental.cu); empty unless built with
+// FCT_EXPERIMENTAL_VARIANTS.
+struct VariantList {
+  FusedVariant const* const* items;
+  int count;
+};
+VariantList experimental_variants();
+
 }  // namespace fct

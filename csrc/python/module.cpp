@@ -123,6 +123,23 @@ PYBIND11_MODULE(_C, m) {
       py::arg("problem"), py::arg("x"), py::arg("w_packed"), py::arg("conv_b"), py::arg("b"), py::arg("s"),
       py::arg("y"), py::arg("stream"), "Launch the fused kernel on `stream` (device pointers as ints).");
 
+  m.def("fused_variants", &fct::fused_variant_names, "Names of every compiled fused-kernel variant.");
+  m.def(
+      "fused_forward_variant",
+      [](std::string const& variant, fct::ConvTransposeProblem const& p, std::uintptr_t x, std::uintptr_t w_packed,
+         std::uintptr_t conv_b, std::uintptr_t b, float s, std::uintptr_t y, std::uintptr_t stream) {
+        fct::Status st;
+        {
+          py::gil_scoped_release release;
+          st = fct::fused_forward_variant(variant, p, as_ptr<void const>(x), as_ptr<void const>(w_packed),
+                                          as_ptr<float const>(conv_b), as_ptr<float const>(b), s, as_ptr<void>(y),
+                                          as_ptr<CUstream_st>(stream));
+        }
+        raise_if_error(st);
+      },
+      py::arg("variant"), py::arg("problem"), py::arg("x"), py::arg("w_packed"), py::arg("conv_b"), py::arg("b"),
+      py::arg("s"), py::arg("y"), py::arg("stream"), "Launch a named fused variant (tuning runs).");
+
   m.def(
       "softmax_epilogue",
       [](fct::DType dtype, fct::Layout layout, int64_t N, int64_t C, int64_t HW, std::uintptr_t z,

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 
@@ -65,6 +66,13 @@ FusedSupport fused_support(ConvTransposeProblem const& p);
 //   y        [N, Cout, H_out, W_out] in p.out_layout, p.dtype; written exactly once
 Status fused_forward(ConvTransposeProblem const& p, void const* x, void const* w_packed,
                      float const* conv_b, float const* b, float s, void* y, cudaStream_t stream);
+
+// Tuning hooks: every compiled variant by name, and a launch of a named one
+// ("" = the dispatcher's choice).
+std::vector<std::string> fused_variant_names();
+Status fused_forward_variant(std::string const& variant, ConvTransposeProblem const& p, void const* x,
+                             void const* w_packed, float const* conv_b, float const* b, float s, void* y,
+                             cudaStream_t stream);
 
 // Two-stage epilogue over an already computed z = conv_transpose2d(x, w) (no bias).
 //   z, y  [N, C, HW] (kNCHW) or [N, HW, C] (kNHWC), dtype; y may alias z.
