@@ -124,19 +124,20 @@ __global__ void __launch_bounds__(kBlockThreads)
 }
 
 // NCHW: consecutive threads take consecutive pixels of one channel plane (a
-// warp load is 32 contiguous values); kChannelThreads threads split a pixel's
-// channels and combine their partial (max, sum) through shared memory.
-constexpr int kPixelThreads = 32;
-constexpr int kChannelThreads = kBlockThreads / kPixelThreads;
+// warp load is 32 contiguous values); the block's other threads split a pixel's
+// channels and combine their partial (max, sum) through shared memory. Kept as a
+// streaming two-pass kernel: holding the values in registers measured slower.
+constexpr int kPixelThreads = 32;  // the smallest block width, for launch-size checks
 
-template <typename T>
+template <typename T, int kPix = 32>
 __global__ void __launch_bounds__(kBlockThreads)
     softmax_epilogue_nchw(int64_t N, int C, int64_t HW, T const* __restrict__ z, float const* __restrict__ conv_b,
                           float const* __restrict__ b, float s, T* y) {
-  __shared__ float part_max[kChannelThreads][kPixelThreads];
-  __shared__ float part_sum[kChannelThreads][kPixelThreads];
-  int tx = threadIdx.x % kPixelThreads, ty = threadIdx.x / kPixelThreads;
-  int64_t pixel = int64_t(blockIdx.x) * kPixelThreads + tx;
+  constexpr int kChannelThreads = kBlockThreads / kPix;
+  __shared__ float part_max[kChannelThreads][kPix];
+  __shared__ float part_sum[kChannelThreads][kPix];
+  int tx = threadIdx.x % kPix, ty = threadIdx.x / kPix;
+  int64_t pixel = int64_t(blockIdx.x) * kPix + tx;
   bool active = pixel < N * HW;
   int64_t n = active ? pixel / HW : 0;
   int64_t base = n * C * HW + (pixel - n * HW);
@@ -158,52 +159,6 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int c = ty; c < C; c += kChannelThreads) {
     float p = softmax_exp(to_float(z[base + c * HW]) + bias_or_zero(conv_b, c), total.max) * inv_sum;
     y[base + c * HW] = from_float<T>(scaled_sigmoid(p, __ldg(b + c), s));
-  }
-}
-
-// NCHW with each thread's channels in registers (C <= kChannelThreads * kIters).
-template <typename T, int kIters>
-__global__ void __launch_bounds__(kBlockThreads)
-    softmax_epilogue_nchw_regs(int64_t N, int C, int64_t HW, T const* __restrict__ z,
-                               float const* __restrict__ conv_b, float const* __restrict__ b, float s, T* y) {
-  __shared__ float part[kChannelThreads][kPixelThreads];
-  int tx = threadIdx.x % kPixelThreads, ty = threadIdx.x / kPixelThreads;
-  int64_t pixel = int64_t(blockIdx.x) * kPixelThreads + tx;
-  bool active = pixel < N * HW;
-  int64_t n = active ? pixel / HW : 0;
-  int64_t base = n * C * HW + (pixel - n * HW);
-
-  float v[kIters];
-  float row_max = -3.402823466e38f;
-#pragma unroll
-  for (int it = 0; it < kIters; ++it) {
-    int c = ty + it * kChannelThreads;
-    v[it] = (active && c < C) ? fmaf(to_float(z[base + c * HW]), kLog2e, bias_or_zero(conv_b, c) * kLog2e) : -INFINITY;
-    row_max = fmaxf(row_max, v[it]);
-  }
-  part[ty][tx] = row_max;
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < kChannelThreads; ++i) row_max = fmaxf(row_max, part[i][tx]);
-  float row_sum = 0.0f;
-#pragma unroll
-  for (int it = 0; it < kIters; ++it) {
-    v[it] = ex2_approx(v[it] - row_max);
-    row_sum += v[it];
-  }
-  __syncthreads();
-  part[ty][tx] = row_sum;
-  __syncthreads();
-  row_sum = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kChannelThreads; ++i) row_sum += part[i][tx];
-  if (!active) return;
-  float k_row = -s * kLog2e * rcp_approx(row_sum);
-#pragma unroll
-  for (int it = 0; it < kIters; ++it) {
-    int c = ty + it * kChannelThreads;
-    if (c >= C) break;
-    y[base + c * HW] = from_float<T>(rcp_approx(1.0f + ex2_approx(fmaf(k_row, v[it], -s * kLog2e * __ldg(b + c)))));
   }
 }
 
@@ -278,11 +233,14 @@ void launch_nhwc_group(int64_t pixels, int C, void const* z, float const* conv_b
   return launch_nhwc<T, kVec, 32>(pixels, C, z, conv_b, b, s, y, stream);
 }
 
-template <typename T, int kIters>
-void launch_nchw_regs(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b, float s,
-                      void* y, cudaStream_t stream) {
-  int64_t blocks = (N * HW + kPixelThreads - 1) / kPixelThreads;
-  softmax_epilogue_nchw_regs<T, kIters><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+// Pixels per block: 32 four-byte values fill a 128-byte line per channel row;
+// 16-bit data needs 64 pixels for the same (measured: scripts/epilogue_tune.cu).
+template <typename T>
+void launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b, float s, void* y,
+                 cudaStream_t stream) {
+  constexpr int kPix = sizeof(T) == 4 ? 32 : 64;
+  int64_t blocks = (N * HW + kPix - 1) / kPix;
+  softmax_epilogue_nchw<T, kPix><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
       N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
 }
 
@@ -308,13 +266,7 @@ Status softmax_epilogue(DType dtype, Layout layout, int64_t N, int64_t C, int64_
     using T = decltype(tag);
     int64_t pixels = N * HW;
     if (layout == Layout::kNCHW) {
-      int per_thread = int((C + kChannelThreads - 1) / kChannelThreads);
-      if (per_thread <= 4) return launch_nchw_regs<T, 4>(N, int(C), HW, z, conv_b, b, s, y, stream);
-      if (per_thread <= 16) return launch_nchw_regs<T, 16>(N, int(C), HW, z, conv_b, b, s, y, stream);
-      if (per_thread <= 32) return launch_nchw_regs<T, 32>(N, int(C), HW, z, conv_b, b, s, y, stream);
-      int64_t blocks = (pixels + kPixelThreads - 1) / kPixelThreads;
-      softmax_epilogue_nchw<T><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
-          N, int(C), HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
+      launch_nchw<T>(N, int(C), HW, z, conv_b, b, s, y, stream);
     } else {
       constexpr int kVec16 = 16 / sizeof(T);
       if (C % kVec16 == 0 && aligned16(z) && aligned16(y))
