@@ -10,6 +10,7 @@ from torch import nn
 
 from ._validation import IntOrPair, normalize_pair
 from .ops import forward
+from .packing import cached_pack
 
 __all__ = ["FusedConvTransposeSoftmax"]
 
@@ -57,6 +58,7 @@ class FusedConvTransposeSoftmax(nn.Module):
             self.register_parameter("conv_bias", None)
         self.bias = nn.Parameter(torch.empty((self.out_channels, 1, 1), **factory))
         self.reset_parameters()
+        self.prepack()
 
     def reset_parameters(self) -> None:
         """Initialise like `nn.ConvTranspose2d` (and the post-softmax bias to zero)."""
@@ -109,6 +111,22 @@ class FusedConvTransposeSoftmax(nn.Module):
             module.bias = bias
         else:
             module.bias = nn.Parameter(bias.detach().reshape(cout, 1, 1), requires_grad=bias.requires_grad)
+        module.prepack()
+        return module
+
+    def prepack(self) -> None:
+        """Pack `weight` for the fused kernel now (done automatically after init and `.to()`).
+
+        Packing before the first compiled or graph-captured call keeps the packed copy out of
+        any CUDA-graph memory pool: `torch.compile(mode="reduce-overhead")` then only reads it.
+        """
+        if self.weight.is_cuda:
+            with torch.no_grad():
+                cached_pack(self.weight)
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
+        module = super()._apply(fn, *args, **kwargs)
+        module.prepack()
         return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,10 @@ def cached_pack(w: torch.Tensor) -> torch.Tensor:
     """
     global _hits, _misses
     version = _version_of(w)
+    if w.is_cuda and torch.cuda.is_current_stream_capturing():
+        # A copy made during capture lives in the graph's private pool; caching it would
+        # outlive the graph's bookkeeping (cudagraph trees reject such allocations).
+        version = None
     key = id(w)
     if version is not None:
         with _lock:
