@@ -44,6 +44,8 @@ void run(char const* name) {
   std::printf("%s stream32 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 32><<<blocks(32), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
   std::printf("%s stream64 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 64><<<blocks(64), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
   std::printf("%s stream128 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 128><<<blocks(128), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
+  std::printf("%s fast32 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw_fast<T, 32><<<blocks(32), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
+  std::printf("%s fast64 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw_fast<T, 64><<<blocks(64), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
   std::printf("%s copy %.3f\n", name, time_ms([&] { cudaMemcpyAsync(y, z, n * sizeof(T), cudaMemcpyDeviceToDevice); }));
   std::printf("%s err %s\n", name, cudaGetErrorString(cudaGetLastError()));
   cudaFree(z);

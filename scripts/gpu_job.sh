@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build, test and benchmark on the GPU machine in one go (no network there).
-# Usage: bash scripts/gpu_job.sh [stage ...]   stages: build ctest pytest sanitize bench sweep
+# Usage: bash scripts/gpu_job.sh [stage ...]   stages: build ctest pytest sanitize tune bench sweep
 # Logs and results go to $OUT (default ./gpu_out). The nvidia-cutlass wheel must be in .whl/.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu_out}
@@ -30,13 +30,16 @@ for stage in $stages; do
     sanitize)
       # The native test binary covers six shapes (one odd-sized) x 3 dtypes x 2 layouts, fused and two-stage.
       {
-        for tool in memcheck racecheck; do
+        for tool in ${FCT_SANITIZERS:-memcheck racecheck}; do
           compute-sanitizer --tool $tool --error-exitcode 3 build/gpu/fct_native_test | tail -3
           echo "$tool fct_native_test exit: ${PIPESTATUS[0]}"
         done
         (cd /tmp && compute-sanitizer --tool memcheck --error-exitcode 3 python3 "$OLDPWD/scripts/sanitize_cases.py" | tail -4)
         echo "memcheck sanitize_cases.py exit: ${PIPESTATUS[0]}"
       } 2>&1 | tee "$OUT/sanitize.log" ;;
+    tune)
+      nvcc -O3 -std=c++17 -gencode=arch=compute_${ARCH},code=sm_${ARCH} -I csrc -I csrc/include \
+        scripts/epilogue_tune.cu -o /tmp/epilogue_tune && /tmp/epilogue_tune | tee "$OUT/epilogue_tune.log" ;;
     bench)
       (cd /tmp && python3 -m fused_convt_full.bench --json "$OUT/bench_default.json" --markdown "$OUT/bench_default.md" \
         --plot "$OUT/bench_default.png" ${FCT_BENCH_ARGS:-}) 2>&1 | tee "$OUT/bench.log" | tail -30 ;;
