@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 // streaming two-pass kernel: holding the values in registers measured slower.
 constexpr int kPixelThreads = 32;  // the smallest block width, for launch-size checks
 
-template <typename T, int kPix = 32>
+template <typename T, int kPix>
 __global__ void __launch_bounds__(kBlockThreads)
     softmax_epilogue_nchw(int64_t N, int C, int64_t HW, T const* __restrict__ z, float const* __restrict__ conv_b,
                           float const* __restrict__ b, float s, T* y) {
@@ -163,7 +163,8 @@ __global__ void __launch_bounds__(kBlockThreads)
 }
 
 // The same streaming kernel with the fused kernel's log2-domain math on the MUFU
-// unit (ex2.approx / rcp.approx): fewer, shorter-latency instructions per value.
+// unit (ex2.approx / rcp.approx): fewer instructions per value; the faster choice
+// for 16-bit data.
 struct OnlineSoftmax2 {
   float max = -3.402823466e38f;  // in log2 units
   float sum = 0.0f;
@@ -284,15 +285,22 @@ void launch_nhwc_group(int64_t pixels, int C, void const* z, float const* conv_b
   return launch_nhwc<T, kVec, 32>(pixels, C, z, conv_b, b, s, y, stream);
 }
 
-// Pixels per block: 32 four-byte values fill a 128-byte line per channel row;
-// 16-bit data needs 64 pixels for the same (measured: scripts/epilogue_tune.cu).
+// Measured on an H200 (scripts/epilogue_tune.cu, benchmarks/NOTES.md): fp32 is
+// fastest with 32 pixels per block (one 128-byte line per channel row) and the
+// accurate math; 16-bit data with 64 pixels per block and the MUFU math
+// (0.49 ms vs 0.67 ms bf16), where the accurate math measured 10% slower for fp32.
 template <typename T>
 void launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b, float s, void* y,
                  cudaStream_t stream) {
-  constexpr int kPix = sizeof(T) == 4 ? 32 : 64;
-  int64_t blocks = (N * HW + kPix - 1) / kPix;
-  softmax_epilogue_nchw_fast<T, kPix><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
-      N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
+  if constexpr (sizeof(T) == 4) {
+    int64_t blocks = (N * HW + 31) / 32;
+    softmax_epilogue_nchw<T, 32><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+        N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
+  } else {
+    int64_t blocks = (N * HW + 63) / 64;
+    softmax_epilogue_nchw_fast<T, 64><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+        N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
+  }
 }
 
 bool aligned16(void const* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
