@@ -8,11 +8,7 @@ source checkouts).  Nothing here touches CUDA at import time.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-import importlib.util
-import sys
 import threading
-from pathlib import Path
 from types import ModuleType
 from typing import Any, List, Optional, Tuple
 
@@ -52,38 +48,6 @@ _module: Optional[ModuleType] = None
 _error: Optional[str] = None
 
 
-def _from_installed_distribution() -> Optional[ModuleType]:
-    """Load `_C` from the installed wheel when a source checkout shadows it.
-
-    `python -m pytest` run from the repository root puts the checkout first on `sys.path`, so
-    `fused_convt_full` resolves to the sources, which hold no compiled extension, while the
-    `pip install .` copy (with `_C`) sits in site-packages.  Borrowing that copy's extension keeps
-    the documented test command working without an in-place build.
-    """
-    try:
-        dist = importlib.metadata.distribution("fused_convt_full")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    here = Path(__file__).resolve().parent
-    for f in dist.files or ():
-        parts = Path(str(f)).parts
-        if len(parts) != 2 or parts[0] != "fused_convt_full" or not parts[1].startswith("_C."):
-            continue
-        if not parts[1].endswith((".so", ".pyd")):
-            continue
-        path = Path(str(dist.locate_file(f))).resolve()
-        if path.parent == here or not path.is_file():
-            continue
-        spec = importlib.util.spec_from_file_location(_MODULE_NAME, path)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[_MODULE_NAME] = module
-        return module
-    return None
-
-
 def _load() -> None:
     global _loaded, _module, _error
     with _lock:
@@ -91,15 +55,11 @@ def _load() -> None:
             return
         try:
             _module = importlib.import_module(_MODULE_NAME)
-        except ImportError as exc:  # also covers a missing libcudart: "cannot open shared object"
-            _error = f"{type(exc).__name__}: {exc}"
-            try:
-                _module = _from_installed_distribution()
-            except (ImportError, OSError) as exc2:
-                _error += f"; loading the installed copy failed too: {type(exc2).__name__}: {exc2}"
-                _module = None
-            if _module is not None:
-                _error = None
+        except ImportError as exc:  # also a source checkout without a build, or a missing library
+            _error = (
+                f"{type(exc).__name__}: {exc} (build it with `pip install .`; running from a source "
+                "checkout shadows the installed package, so run pytest as `pytest`, not `python -m pytest`)"
+            )
         _loaded = True
 
 
