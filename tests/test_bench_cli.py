@@ -185,3 +185,17 @@ def test_plot_writes_png_or_warns(tmp_path, capsys):
         return
     assert write_plot(str(path), fake_records()) is True
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_refuses_to_run_without_the_native_module(monkeypatch, capsys):
+    # On a GPU machine, a missing _C must stop the run rather than time the fallback as "fused".
+    import torch
+
+    from fused_convt_full import _native
+    from fused_convt_full.bench import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_native, "native", lambda: None)
+    monkeypatch.setattr(_native, "native_error", lambda: "ImportError: no _C here")
+    assert cli.main([]) == 2
+    assert "native module is not importable" in capsys.readouterr().err

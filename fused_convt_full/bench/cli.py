@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print(NO_GPU, file=sys.stderr)
         return 2
+    from .. import _native
+    if _native.native() is None:
+        # Timing the reference fallback under the name "fused" would be a wrong table.
+        print(f"fused_convt_full.bench: the native module is not importable: {_native.native_error()}",
+              file=sys.stderr)
+        return 2
     from . import report
     from .runner import Settings, run_all
     from .timing import timer_name
