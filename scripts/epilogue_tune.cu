@@ -41,11 +41,11 @@ void run(char const* name) {
   cudaMemset(cb, 0, C * 4);
   cudaMemset(b, 0, C * 4);
   auto blocks = [&](int pix) { return unsigned((N * HW + pix - 1) / pix); };
-  std::printf("%s stream32 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 32><<<blocks(32), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
-  std::printf("%s stream64 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 64><<<blocks(64), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
-  std::printf("%s stream128 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 128><<<blocks(128), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
-  std::printf("%s fast32 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw_fast<T, 32><<<blocks(32), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
-  std::printf("%s fast64 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw_fast<T, 64><<<blocks(64), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
+  std::printf("%s stream32 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 32, AccurateMath><<<blocks(32), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
+  std::printf("%s stream64 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 64, AccurateMath><<<blocks(64), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
+  std::printf("%s stream128 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 128, AccurateMath><<<blocks(128), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
+  std::printf("%s fast32 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 32, MufuMath><<<blocks(32), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
+  std::printf("%s fast64 %.3f\n", name, time_ms([&] { softmax_epilogue_nchw<T, 64, MufuMath><<<blocks(64), 256>>>(N, C, HW, z, cb, b, 2.f, y); }));
   std::printf("%s copy %.3f\n", name, time_ms([&] { cudaMemcpyAsync(y, z, n * sizeof(T), cudaMemcpyDeviceToDevice); }));
   std::printf("%s err %s\n", name, cudaGetErrorString(cudaGetLastError()));
   cudaFree(z);

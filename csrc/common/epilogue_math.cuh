@@ -12,15 +12,6 @@ namespace fct {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ float softmax_exp(float z, float z_max) {
-  return exp2f((z - z_max) * kLog2e);
-}
-
-// sigmoid(s * (p + b)) with p already normalised.
-__device__ __forceinline__ float scaled_sigmoid(float p, float b, float s) {
-  return __frcp_rn(1.0f + exp2f(-(s * (p + b)) * kLog2e));
-}
-
 // One MUFU instruction each. Relative error ~2^-22: far below the fp16/bf16
 // output rounding and the TF32 operand rounding of the paths that use them.
 // ex2(-inf) = +0 and NaN propagates, which is what the softmax relies on.
@@ -53,20 +44,44 @@ __device__ __forceinline__ __half from_float<__half>(float v) { return __float2h
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
-// Running (max, sum of exp) pair; merging two is associative, so lanes and
-// warps can reduce partial results in any order.
+// Two evaluations of the per-pixel formula. Each maps (z, conv_b) to a logit l,
+// takes e = exp(l - max l), and finishes with y = output(e, factor(sum e), b, s).
+// AccurateMath: IEEE-rounded exp2f and reciprocal, natural-log units.
+struct AccurateMath {
+  __device__ __forceinline__ static float logit(float z, float conv_b) { return z + conv_b; }
+  __device__ __forceinline__ static float exp(float d) { return exp2f(d * kLog2e); }
+  __device__ __forceinline__ static float pixel_factor(float sum, float) { return __frcp_rn(sum); }
+  __device__ __forceinline__ static float output(float e, float factor, float b, float s) {
+    return __frcp_rn(1.0f + exp2f(-(s * (e * factor + b)) * kLog2e));
+  }
+};
+
+// MufuMath: log2 units, so each exp is one ex2.approx and the sigmoid one more ex2
+// and one rcp.approx; the scale and the bias fold into one FMA.
+struct MufuMath {
+  __device__ __forceinline__ static float logit(float z, float conv_b) { return fmaf(z, kLog2e, conv_b * kLog2e); }
+  __device__ __forceinline__ static float exp(float d) { return ex2_approx(d); }
+  __device__ __forceinline__ static float pixel_factor(float sum, float s) { return -s * kLog2e * rcp_approx(sum); }
+  __device__ __forceinline__ static float output(float e, float factor, float b, float s) {
+    return rcp_approx(1.0f + ex2_approx(fmaf(factor, e, -s * kLog2e * b)));
+  }
+};
+
+// Running (max, sum of exp) pair over logits; merging two is associative, so
+// lanes and warps can reduce partial results in any order.
+template <typename Math>
 struct OnlineSoftmax {
   float max = -3.402823466e38f;
   float sum = 0.0f;
 
-  __device__ __forceinline__ void add(float z) {
-    float m = fmaxf(max, z);
-    sum = sum * softmax_exp(max, m) + softmax_exp(z, m);
+  __device__ __forceinline__ void add(float l) {
+    float m = fmaxf(max, l);
+    sum = sum * Math::exp(max - m) + Math::exp(l - m);
     max = m;
   }
   __device__ __forceinline__ void merge(float other_max, float other_sum) {
     float m = fmaxf(max, other_max);
-    sum = sum * softmax_exp(max, m) + other_sum * softmax_exp(other_max, m);
+    sum = sum * Math::exp(max - m) + other_sum * Math::exp(other_max - m);
     max = m;
   }
 };

@@ -72,8 +72,7 @@ Status launch_fused(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   v.W_out = p.W_out();
   v.stride_h = p.stride_h;
   v.stride_w = p.stride_w;
-  v.tiled_rows_per_filter = params.tile_m_per_filter * ThreadblockShape::kM;
-  v.rows_per_filter_divmod = cutlass::FastDivmod(v.tiled_rows_per_filter);
+  v.rows_per_filter_divmod = cutlass::FastDivmod(params.tile_m_per_filter * ThreadblockShape::kM);
   v.nchw = p.out_layout == Layout::kNCHW;
   v.vector_store = !v.nchw && p.Cout % Visitor::kElementsPerAccess == 0 &&
                    reinterpret_cast<uintptr_t>(a.y) % (sizeof(Element) * Visitor::kElementsPerAccess) == 0;

@@ -83,7 +83,6 @@ class SoftmaxEpilogueVisitor {
     float s = 1.0f;
     int N = 0, Cout = 0, H_out = 0, W_out = 0;
     int stride_h = 1, stride_w = 1;
-    int tiled_rows_per_filter = 1;
     // Row -> pixel divisions, precomputed (a hardware divide per row costs more
     // than the softmax itself).
     cutlass::FastDivmod rows_per_filter_divmod;
@@ -114,7 +113,8 @@ class SoftmaxEpilogueVisitor {
   int cta_row_;        // first GEMM row of the CTA
   int thread_row_;     // first tile row of this thread, including the CTA offset
   int thread_column_;  // first column of this thread
-  // Everything runs in the log2 domain so each exp is one ex2:
+  // Everything runs in the log2 domain so each exp is one ex2 (MufuMath of
+  // common/epilogue_math.cuh, with its per-column terms precomputed):
   //   z2 = (acc + conv_b) * log2(e),  e = 2^(z2 - max z2),
   //   y  = 1 / (1 + 2^(k_row * e + kb_c)),  k_row = -s*log2(e)/sum,  kb_c = -s*log2(e)*b_c.
   float z_[kRowsPerThread][kRowValues];  // the step's rows: z2, then e

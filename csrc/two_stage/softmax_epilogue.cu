@@ -37,13 +37,14 @@ __global__ void __launch_bounds__(kBlockThreads)
   T const* zrow = z + pixel * C;
   T* yrow = y + pixel * C;
 
-  OnlineSoftmax acc;
+  using Math = AccurateMath;
+  OnlineSoftmax<Math> acc;
   if (active) {
 #pragma unroll 4
     for (int c0 = lane * kVec; c0 < C; c0 += kGroup * kVec) {
       V v = *reinterpret_cast<V const*>(zrow + c0);
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) acc.add(to_float(v.v[i]) + bias_or_zero(conv_b, c0 + i));
+      for (int i = 0; i < kVec; ++i) acc.add(Math::logit(to_float(v.v[i]), bias_or_zero(conv_b, c0 + i)));
     }
   }
 #pragma unroll
@@ -53,15 +54,15 @@ __global__ void __launch_bounds__(kBlockThreads)
     acc.merge(m, sm);
   }
   if (!active) return;
-  float inv_sum = __frcp_rn(acc.sum);
+  float factor = Math::pixel_factor(acc.sum, s);
 #pragma unroll 4
   for (int c0 = lane * kVec; c0 < C; c0 += kGroup * kVec) {
     V v = *reinterpret_cast<V const*>(zrow + c0);
     V out;
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
-      float p = softmax_exp(to_float(v.v[i]) + bias_or_zero(conv_b, c0 + i), acc.max) * inv_sum;
-      out.v[i] = from_float<T>(scaled_sigmoid(p, __ldg(b + c0 + i), s));
+      float e = Math::exp(Math::logit(to_float(v.v[i]), bias_or_zero(conv_b, c0 + i)) - acc.max);
+      out.v[i] = from_float<T>(Math::output(e, factor, __ldg(b + c0 + i), s));
     }
     *reinterpret_cast<V*>(yrow + c0) = out;
   }
@@ -92,7 +93,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     if (in) raw = *reinterpret_cast<V const*>(zrow + c0);
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
-      v[it][i] = in ? fmaf(to_float(raw.v[i]), kLog2e, bias_or_zero(conv_b, c0 + i) * kLog2e) : -INFINITY;
+      v[it][i] = in ? MufuMath::logit(to_float(raw.v[i]), bias_or_zero(conv_b, c0 + i)) : -INFINITY;
       row_max = fmaxf(row_max, v[it][i]);
     }
   }
@@ -104,13 +105,13 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int it = 0; it < kIters; ++it)
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
-      v[it][i] = ex2_approx(v[it][i] - row_max);
+      v[it][i] = MufuMath::exp(v[it][i] - row_max);
       row_sum += v[it][i];
     }
 #pragma unroll
   for (int offset = kGroup / 2; offset > 0; offset /= 2) row_sum += __shfl_xor_sync(0xffffffffu, row_sum, offset);
   if (!active) return;
-  float k_row = -s * kLog2e * rcp_approx(row_sum);
+  float factor = MufuMath::pixel_factor(row_sum, s);
 #pragma unroll
   for (int it = 0; it < kIters; ++it) {
     int c0 = (it * kGroup + lane) * kVec;
@@ -118,7 +119,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     V out;
 #pragma unroll
     for (int i = 0; i < kVec; ++i)
-      out.v[i] = from_float<T>(rcp_approx(1.0f + ex2_approx(fmaf(k_row, v[it][i], -s * kLog2e * __ldg(b + c0 + i)))));
+      out.v[i] = from_float<T>(MufuMath::output(v[it][i], factor, __ldg(b + c0 + i), s));
     *reinterpret_cast<V*>(yrow + c0) = out;
   }
 }
@@ -127,9 +128,10 @@ __global__ void __launch_bounds__(kBlockThreads)
 // warp load is 32 contiguous values); the block's other threads split a pixel's
 // channels and combine their partial (max, sum) through shared memory. Kept as a
 // streaming two-pass kernel: holding the values in registers measured slower.
+// `Math` is chosen per dtype at launch (see launch_nchw).
 constexpr int kPixelThreads = 32;  // the smallest block width, for launch-size checks
 
-template <typename T, int kPix>
+template <typename T, int kPix, typename Math>
 __global__ void __launch_bounds__(kBlockThreads)
     softmax_epilogue_nchw(int64_t N, int C, int64_t HW, T const* __restrict__ z, float const* __restrict__ conv_b,
                           float const* __restrict__ b, float s, T* y) {
@@ -142,75 +144,23 @@ __global__ void __launch_bounds__(kBlockThreads)
   int64_t n = active ? pixel / HW : 0;
   int64_t base = n * C * HW + (pixel - n * HW);
 
-  OnlineSoftmax acc;
+  OnlineSoftmax<Math> acc;
   if (active) {
 #pragma unroll 4
-    for (int c = ty; c < C; c += kChannelThreads) acc.add(to_float(z[base + c * HW]) + bias_or_zero(conv_b, c));
+    for (int c = ty; c < C; c += kChannelThreads) acc.add(Math::logit(to_float(z[base + c * HW]), bias_or_zero(conv_b, c)));
   }
   part_max[ty][tx] = acc.max;
   part_sum[ty][tx] = acc.sum;
   __syncthreads();
-  OnlineSoftmax total;
+  OnlineSoftmax<Math> total;
 #pragma unroll
   for (int i = 0; i < kChannelThreads; ++i) total.merge(part_max[i][tx], part_sum[i][tx]);
   if (!active) return;
-  float inv_sum = __frcp_rn(total.sum);
+  float factor = Math::pixel_factor(total.sum, s);
 #pragma unroll 4
   for (int c = ty; c < C; c += kChannelThreads) {
-    float p = softmax_exp(to_float(z[base + c * HW]) + bias_or_zero(conv_b, c), total.max) * inv_sum;
-    y[base + c * HW] = from_float<T>(scaled_sigmoid(p, __ldg(b + c), s));
-  }
-}
-
-// The same streaming kernel with the fused kernel's log2-domain math on the MUFU
-// unit (ex2.approx / rcp.approx): fewer instructions per value; the faster choice
-// for 16-bit data.
-struct OnlineSoftmax2 {
-  float max = -3.402823466e38f;  // in log2 units
-  float sum = 0.0f;
-  __device__ __forceinline__ void add(float z2) {
-    float m = fmaxf(max, z2);
-    sum = fmaf(sum, ex2_approx(max - m), ex2_approx(z2 - m));
-    max = m;
-  }
-  __device__ __forceinline__ void merge(float other_max, float other_sum) {
-    float m = fmaxf(max, other_max);
-    sum = fmaf(sum, ex2_approx(max - m), other_sum * ex2_approx(other_max - m));
-    max = m;
-  }
-};
-
-template <typename T, int kPix>
-__global__ void __launch_bounds__(kBlockThreads)
-    softmax_epilogue_nchw_fast(int64_t N, int C, int64_t HW, T const* __restrict__ z,
-                               float const* __restrict__ conv_b, float const* __restrict__ b, float s, T* y) {
-  constexpr int kChannelThreads = kBlockThreads / kPix;
-  __shared__ float part_max[kChannelThreads][kPix];
-  __shared__ float part_sum[kChannelThreads][kPix];
-  int tx = threadIdx.x % kPix, ty = threadIdx.x / kPix;
-  int64_t pixel = int64_t(blockIdx.x) * kPix + tx;
-  bool active = pixel < N * HW;
-  int64_t n = active ? pixel / HW : 0;
-  int64_t base = n * C * HW + (pixel - n * HW);
-
-  OnlineSoftmax2 acc;
-  if (active) {
-#pragma unroll 4
-    for (int c = ty; c < C; c += kChannelThreads)
-      acc.add(fmaf(to_float(z[base + c * HW]), kLog2e, bias_or_zero(conv_b, c) * kLog2e));
-  }
-  part_max[ty][tx] = acc.max;
-  part_sum[ty][tx] = acc.sum;
-  __syncthreads();
-  OnlineSoftmax2 total;
-#pragma unroll
-  for (int i = 0; i < kChannelThreads; ++i) total.merge(part_max[i][tx], part_sum[i][tx]);
-  if (!active) return;
-  float k_row = -s * kLog2e * rcp_approx(total.sum);
-#pragma unroll 4
-  for (int c = ty; c < C; c += kChannelThreads) {
-    float e = ex2_approx(fmaf(to_float(z[base + c * HW]), kLog2e, bias_or_zero(conv_b, c) * kLog2e) - total.max);
-    y[base + c * HW] = from_float<T>(rcp_approx(1.0f + ex2_approx(fmaf(k_row, e, -s * kLog2e * __ldg(b + c)))));
+    float e = Math::exp(Math::logit(to_float(z[base + c * HW]), bias_or_zero(conv_b, c)) - total.max);
+    y[base + c * HW] = from_float<T>(Math::output(e, factor, __ldg(b + c), s));
   }
 }
 
@@ -237,7 +187,8 @@ __global__ void softmax_epilogue_naive_kernel(int C, int64_t HW, int64_t channel
   float row_max = red[0];
   __syncthreads();
   float sum = 0.0f;
-  for (int c = t; c < C; c += blockDim.x) sum += softmax_exp(to_float(z[base + c * channel_stride]) + bias_or_zero(conv_b, c), row_max);
+  for (int c = t; c < C; c += blockDim.x)
+    sum += AccurateMath::exp(to_float(z[base + c * channel_stride]) + bias_or_zero(conv_b, c) - row_max);
   red[t] = sum;
   __syncthreads();
   for (int w = blockDim.x / 2; w > 0; w /= 2) {
@@ -247,8 +198,8 @@ __global__ void softmax_epilogue_naive_kernel(int C, int64_t HW, int64_t channel
   float inv_sum = 1.0f / red[0];
   for (int c = t; c < C; c += blockDim.x) {
     int64_t i = base + c * channel_stride;
-    float p = softmax_exp(to_float(z[i]) + bias_or_zero(conv_b, c), row_max) * inv_sum;
-    y[i] = from_float<T>(scaled_sigmoid(p, b[c], s));
+    float e = AccurateMath::exp(to_float(z[i]) + bias_or_zero(conv_b, c) - row_max);
+    y[i] = from_float<T>(AccurateMath::output(e, inv_sum, b[c], s));
   }
 }
 
@@ -294,11 +245,11 @@ void launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* conv_
                  cudaStream_t stream) {
   if constexpr (sizeof(T) == 4) {
     int64_t blocks = (N * HW + 31) / 32;
-    softmax_epilogue_nchw<T, 32><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+    softmax_epilogue_nchw<T, 32, AccurateMath><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
         N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
   } else {
     int64_t blocks = (N * HW + 63) / 64;
-    softmax_epilogue_nchw_fast<T, 64><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
+    softmax_epilogue_nchw<T, 64, MufuMath><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
         N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
   }
 }
