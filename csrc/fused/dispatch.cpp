@@ -9,18 +9,27 @@
 namespace fct {
 namespace {
 
-// Every instantiated variant, smallest CTA_N first within a dtype: the first
-// one whose tile holds all output channels wins.
+// Every instantiated variant in order of preference: the Hopper persistent
+// kernels first (they refuse on other GPUs, in builds without sm_90a, and when
+// the phase filter does not fit in shared memory), then the sm80 kernels that
+// run everywhere; smallest CTA_N first within each. The first variant whose tile
+// holds all output channels and that can take the problem wins.
 FusedVariant const* const kVariants[] = {
-    &kFusedFp32N64, &kFusedFp32N128, &kFusedFp32N256, &kFusedFp16N64, &kFusedFp16N128,
-    &kFusedFp16N256, &kFusedBf16N64, &kFusedBf16N128, &kFusedBf16N256,
+    &kSm90Fp32N64,  &kSm90Fp32N128,  &kSm90Fp32N256,  &kSm90Fp16N64,  &kSm90Fp16N128,  &kSm90Fp16N256,
+    &kSm90Bf16N64,  &kSm90Bf16N128,  &kSm90Bf16N256,  &kFusedFp32N64, &kFusedFp32N128, &kFusedFp32N256,
+    &kFusedFp16N64, &kFusedFp16N128, &kFusedFp16N256, &kFusedBf16N64, &kFusedBf16N128, &kFusedBf16N256,
 };
 constexpr int kMaxTileN = 256;
 constexpr int kMaxFilter = 32;  // CUTLASS's strided-dgrad iterators index R, S <= 32
 
-FusedVariant const* select_variant(ConvTransposeProblem const& p) {
-  for (FusedVariant const* v : kVariants)
-    if (v->dtype == p.dtype && p.Cout_padded() <= v->tile_n) return v;
+// The chosen variant, or null with `why` holding the last refusal.
+FusedVariant const* select_variant(ConvTransposeProblem const& p, std::string* why = nullptr) {
+  for (FusedVariant const* v : kVariants) {
+    if (v->dtype != p.dtype || p.Cout_padded() > v->tile_n) continue;
+    Status st = v->can_implement(p);
+    if (st.ok) return v;
+    if (why) *why = st.message;
+  }
   return nullptr;
 }
 
@@ -52,14 +61,10 @@ FusedSupport fused_support(ConvTransposeProblem const& p) {
   FusedSupport out;
   out.reason = refusal(p);
   if (!out.reason.empty()) return out;
-  FusedVariant const* v = select_variant(p);
+  std::string why = "no fused variant instantiated for this dtype";
+  FusedVariant const* v = select_variant(p, &why);
   if (!v) {
-    out.reason = "no fused variant instantiated for this dtype";
-    return out;
-  }
-  Status st = v->can_implement(p);
-  if (!st.ok) {
-    out.reason = st.message;
+    out.reason = why;
     return out;
   }
   out.ok = true;

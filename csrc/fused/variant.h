@@ -30,6 +30,10 @@ struct FusedVariant {
 extern FusedVariant const kFusedFp32N64, kFusedFp32N128, kFusedFp32N256;
 extern FusedVariant const kFusedFp16N64, kFusedFp16N128, kFusedFp16N256;
 extern FusedVariant const kFusedBf16N64, kFusedBf16N128, kFusedBf16N256;
+// Hopper persistent kernels (fused/sm90/); their can_implement checks the device.
+extern FusedVariant const kSm90Fp32N64, kSm90Fp32N128, kSm90Fp32N256;
+extern FusedVariant const kSm90Fp16N64, kSm90Fp16N128, kSm90Fp16N256;
+extern FusedVariant const kSm90Bf16N64, kSm90Bf16N128, kSm90Bf16N256;
 
 // Tuning candidates (fused/variants/experimental.cu); empty unless built with
 // FCT_EXPERIMENTAL_VARIANTS.

@@ -1,0 +1,297 @@
+// FusedSm90Kernel — the Hopper (sm_90a) fused kernel: a persistent, warp-
+// specialised implicit GEMM over the phase decomposition with the softmax
+// epilogue run from registers.
+//
+// One CTA per SM, three warpgroups:
+//   * a producer warpgroup gathers A (pixels x [tap, Cin chunk]) from NHWC x with
+//     16-byte cp.async (zero-fill for taps outside the input and padded
+//     channels) into a ring of 128-byte-swizzled stages;
+//   * two consumer warpgroups take turns ("ping-pong"): each owns every other
+//     tile, runs its k-blocks on WGMMA, then its epilogue, so one warpgroup's
+//     softmax and stores overlap the other's tensor-core work.
+// Each CTA serves one phase (phase_schedule.h) and keeps that phase's packed
+// filter resident in shared memory, loaded once: only A streams.
+//
+// K layout of a phase GEMM: k-block kb = tap * cin_blocks + cb covers one tap
+// (th, tw) and kKBlock input channels [cb*kKBlock, (cb+1)*kKBlock), 128 bytes
+// per row. A row of a stage is one pixel's 128 bytes; B is stored the same way,
+// one [kTileN x 128 B] block per k-block.
+#pragma once
+
+#include <cstdint>
+
+#include "cute/arch/cluster_sm90.hpp"
+#include "cute/tensor.hpp"
+#include "cute/atom/mma_atom.hpp"
+#include "cutlass/arch/barrier.h"
+#include "cutlass/arch/reg_reconfig.h"
+#include "cutlass/bfloat16.h"
+#include "cutlass/half.h"
+#include "cutlass/tfloat32.h"
+
+#include "fused/sm90/phase_schedule.h"
+#include "fused/sm90/plain_store_epilogue.cuh"
+#include "fused/sm90/softmax_register_epilogue.cuh"
+
+namespace fct::sm90 {
+
+constexpr int kMaxStages = 8;
+constexpr int kWarpgroupThreads = 128;
+constexpr int kThreads = 3 * kWarpgroupThreads;
+constexpr int kRowBytes = 128;  // one k-block row: the SW128 swizzle atom width
+
+// Element: the storage type of x, w and y. MmaElement: what WGMMA reads (fp32
+// data runs as TF32: the tensor cores use its top 19 bits). kSoftmax = false
+// swaps in the plain store epilogue (benchmark baseline).
+template <typename Element_, int kTileN_, bool kSoftmax_ = true>
+struct Sm90Traits {
+  using Element = Element_;
+  using MmaElement = std::conditional_t<std::is_same_v<Element, float>, cutlass::tfloat32_t,
+                                        std::conditional_t<std::is_same_v<Element, __half>, cutlass::half_t,
+                                                           cutlass::bfloat16_t>>;
+  static constexpr int kTileN = kTileN_;
+  // One consumer warpgroup holds kTileM x kTileN fp32 accumulators: 128 per
+  // thread at most, leaving room for the epilogue.
+  static constexpr int kTileM = 64;
+  static constexpr int kKBlock = kRowBytes / int(sizeof(Element));  // elements per k-block row
+  static constexpr int kVec = 16 / int(sizeof(Element));           // elements per cp.async
+  static constexpr int kChunks = kRowBytes / 16;                    // cp.async per row
+  static constexpr int kStageBytes = kTileM * kRowBytes;
+  static constexpr int kBBlockBytes = kTileN * kRowBytes;
+
+  using MmaOp = decltype(cute::SM90::GMMA::ss_op_selector<MmaElement, MmaElement, float,
+                                                          cute::Shape<cute::Int<kTileM>, cute::Int<kTileN>,
+                                                                      cute::Int<kKBlock>>>());
+  using TiledMma = decltype(cute::make_tiled_mma(MmaOp{}));
+  using SmemLayoutA = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<MmaElement>{},
+                                                   cute::Shape<cute::Int<kTileM>, cute::Int<kKBlock>>{}));
+  using SmemLayoutB = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<MmaElement>{},
+                                                   cute::Shape<cute::Int<kTileN>, cute::Int<kKBlock>>{}));
+  using Epilogue = std::conditional_t<kSoftmax_, SoftmaxRegisterEpilogue<Element, kTileM, kTileN>,
+                                      PlainStoreEpilogue<Element, kTileM, kTileN>>;
+  static_assert(cute::cosize_v<SmemLayoutA> * sizeof(Element) == kStageBytes);
+  static_assert(cute::cosize_v<SmemLayoutB> * sizeof(Element) == kBBlockBytes);
+};
+
+struct Sm90Params {
+  PhaseSchedule sched;
+  void const* x;         // [N][H][W][Cin_pad]
+  void const* w_packed;  // [Cin_pad][kH][kW][Cout_pad]
+  OutputGeometry out;
+  float const* conv_b;   // may be null
+  float const* b;
+  float s;
+  int N, H, W, Cin_pad, kH, kW, Cout_pad, stride_h, stride_w;
+  int cin_blocks;        // ceil(Cin_pad / kKBlock)
+  int stages;            // A ring depth, <= kMaxStages
+  int b_offset;          // shared-memory byte offsets (from the 1024-aligned base)
+  int bias_offset;
+  int barrier_offset;
+};
+
+// Byte offset of (row, 16-byte chunk) inside a 128-byte-swizzled block: the same
+// Swizzle<3,4,3> that GMMA's K-major SW128 layout applies to the address bits.
+__device__ __forceinline__ uint32_t swizzle_128b(int row, int chunk) {
+  return uint32_t(row * kRowBytes + ((chunk ^ (row & 7)) << 4));
+}
+
+__device__ __forceinline__ void cp_async_16(uint32_t dst, void const* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ float round_tf32(float v) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+  return __uint_as_float(r);
+}
+template <typename T>
+__device__ __forceinline__ T mma_operand(T v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ float mma_operand<float>(float v) {
+  return round_tf32(v);
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params const __grid_constant__ params) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using namespace cute;
+  using Element = typename Traits::Element;
+  using MmaElement = typename Traits::MmaElement;
+  constexpr int kTileM = Traits::kTileM, kTileN = Traits::kTileN, kKBlock = Traits::kKBlock;
+  constexpr int kVec = Traits::kVec, kChunks = Traits::kChunks;
+
+  extern __shared__ char smem_raw[];
+  // SW128 needs 1024-byte-aligned blocks; the launch adds 1 KB of slack.
+  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  char* smem_a = smem;
+  char* smem_b = smem + params.b_offset;
+  float* cb2 = reinterpret_cast<float*>(smem + params.bias_offset);
+  float* bt = cb2 + kTileN;
+  uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + params.barrier_offset);
+  uint64_t* empty_bar = full_bar + kMaxStages;
+  // turn_bar[c]: consumer c has passed every full-barrier wait of one more tile.
+  uint64_t* turn_bar = empty_bar + kMaxStages;
+
+  int const tid = threadIdx.x;
+  int const stages = params.stages;
+
+  // This CTA's phase and contiguous tile range.
+  int phase_idx = 0;
+  while (phase_idx + 1 < params.sched.count &&
+         int(blockIdx.x) >= params.sched.phase[phase_idx].cta_begin + params.sched.phase[phase_idx].ctas)
+    ++phase_idx;
+  PhaseInfo const& ph = params.sched.phase[phase_idx];
+  int local = int(blockIdx.x) - ph.cta_begin;
+  int tile_begin = int(int64_t(local) * ph.tiles / ph.ctas);
+  int tile_end = int(int64_t(local + 1) * ph.tiles / ph.ctas);
+  int num_tiles = tile_end - tile_begin;
+  int taps_w = ph.taps_w;
+  // A phase with no taps (e.g. k < s) still runs one k-block, of zeros, so that
+  // every tile takes the same wgmma path and the accumulators are only ever
+  // defined by wgmma (ordinary writes to them serialise the wgmma chain, C7515).
+  bool const no_taps = ph.taps_h * taps_w == 0;
+  int kblocks = no_taps ? 1 : ph.taps_h * taps_w * params.cin_blocks;
+
+  if (tid == 0) {
+    for (int st = 0; st < stages; ++st) {
+      cutlass::arch::ClusterBarrier::init(&full_bar[st], kWarpgroupThreads);  // every producer thread's cp.async
+      cutlass::arch::ClusterBarrier::init(&empty_bar[st], 4);  // one arrive per warp of the consuming warpgroup
+    }
+    for (int c = 0; c < 2; ++c) cutlass::arch::ClusterBarrier::init(&turn_bar[c], kWarpgroupThreads);
+    cutlass::arch::fence_barrier_init();
+  }
+  prescale_bias(cb2, bt, kTileN, params.out.Cout, params.conv_b, params.b, params.s, tid, kThreads);
+
+  // The phase's filter, once: B[n][kb-row] = w_packed[cin][q_h + s_h*th][q_w + s_w*tw][n],
+  // read along n (coalesced) and written transposed into the swizzled blocks.
+  {
+    Element const* w = static_cast<Element const*>(params.w_packed);
+    int total = kblocks * kKBlock * kTileN;
+    for (int idx = tid; idx < total; idx += kThreads) {
+      int n = idx % kTileN;
+      int rest = idx / kTileN;
+      int kk = rest % kKBlock;
+      int kb = rest / kKBlock;
+      int tap = kb / params.cin_blocks, cb = kb - tap * params.cin_blocks;
+      int th = tap / taps_w, tw = tap - th * taps_w;
+      int cin = cb * kKBlock + kk;
+      int r = ph.q_h + params.stride_h * th, c = ph.q_w + params.stride_w * tw;
+      Element v = Element(0.0f);
+      if (!no_taps && n < params.Cout_pad && cin < params.Cin_pad)
+        v = w[((int64_t(cin) * params.kH + r) * params.kW + c) * params.Cout_pad + n];
+      char* dst = smem_b + kb * Traits::kBBlockBytes + swizzle_128b(n, kk / kVec) + (kk % kVec) * sizeof(Element);
+      *reinterpret_cast<Element*>(dst) = mma_operand(v);
+    }
+  }
+  // Plain stores feed the tensor cores next: make them visible to the async proxy.
+  cutlass::arch::fence_view_async_shared();
+  __syncthreads();
+
+  int const wg = tid / kWarpgroupThreads;
+  int const t = tid % kWarpgroupThreads;
+
+  if (wg == 0) {
+    // ---------------------------------------------------------------- producer
+    cutlass::arch::warpgroup_reg_dealloc<40>();
+    constexpr int kRowsPerPass = kWarpgroupThreads / kChunks;  // 16 rows, 8 threads per 128-byte row
+    constexpr int kPasses = kTileM / kRowsPerPass;
+    int const chunk = t % kChunks;
+    int const row0 = t / kChunks;
+    Element const* x = static_cast<Element const*>(params.x);
+    int const per_image = ph.rows * ph.cols;
+    int64_t const row_stride = int64_t(params.W) * params.Cin_pad;
+    uint32_t const smem_a_addr = cute::cast_smem_ptr_to_uint(smem_a);
+    int slot = 0;
+    for (int tile = tile_begin; tile < tile_end; ++tile) {
+      int m0 = tile * kTileM;
+      // Per row this thread loads: the input pixel of tap (0, 0) and whether the row exists.
+      int ih0[kPasses], iw0[kPasses];
+      int64_t base[kPasses];
+      CUTLASS_PRAGMA_UNROLL
+      for (int ps = 0; ps < kPasses; ++ps) {
+        int m = m0 + row0 + ps * kRowsPerPass;
+        int n = m / per_image, rem = m - n * per_image;
+        int i = rem / ph.cols, j = rem - i * ph.cols;
+        ih0[ps] = m < ph.pixels ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
+        iw0[ps] = j + ph.d_w;
+        base[ps] = int64_t(n) * params.H * row_stride;
+      }
+      for (int kb = 0; kb < kblocks; ++kb, ++slot) {
+        int tap = kb / params.cin_blocks, cb = kb - tap * params.cin_blocks;
+        int th = tap / taps_w, tw = tap - th * taps_w;
+        int cin = cb * kKBlock + chunk * kVec;
+        bool cin_ok = !no_taps && cin < params.Cin_pad;
+        int stage = slot % stages;
+        cutlass::arch::ClusterBarrier::wait(&empty_bar[stage], ((slot / stages) & 1) ^ 1);
+        uint32_t dst_stage = smem_a_addr + stage * Traits::kStageBytes;
+        CUTLASS_PRAGMA_UNROLL
+        for (int ps = 0; ps < kPasses; ++ps) {
+          int ih = ih0[ps] - th, iw = iw0[ps] - tw;
+          bool ok = cin_ok && unsigned(ih) < unsigned(params.H) && unsigned(iw) < unsigned(params.W);
+          Element const* src = ok ? x + base[ps] + ih * row_stride + int64_t(iw) * params.Cin_pad + cin : x;
+          cp_async_16(dst_stage + swizzle_128b(row0 + ps * kRowsPerPass, chunk), src, ok);
+        }
+        cutlass::arch::cpasync_barrier_arrive_noinc(&full_bar[stage]);
+      }
+    }
+    // Drain: the CTA must not exit with copies in flight.
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+  } else {
+    // ---------------------------------------------------------------- consumers
+    cutlass::arch::warpgroup_reg_alloc<232>();
+    int const consumer = wg - 1;
+    typename Traits::TiledMma tiled_mma;
+    auto thr_mma = tiled_mma.get_thread_slice(t);
+    auto* a_base = reinterpret_cast<MmaElement*>(smem_a);
+    auto* b_base = reinterpret_cast<MmaElement*>(smem_b);
+    constexpr int kAElems = kTileM * kKBlock, kBElems = kTileN * kKBlock;
+
+    PhaseGrid grid{ph.rows, ph.cols, ph.pixels, ph.r_h, ph.r_w};
+    int lane = t % 32;
+
+    for (int k = consumer; k < num_tiles; k += 2) {
+      int tile = tile_begin + k;
+      // Take turns: start this tile's mainloop only once the other consumer has
+      // seen all of tile k-1's stages filled. Besides ordering the two
+      // warpgroups' tensor-core phases, this keeps every full-barrier wait at most
+      // one phase ahead of the barrier, which parity waits need to be exact.
+      if (k > 0) cutlass::arch::ClusterBarrier::wait(&turn_bar[consumer ^ 1], ((k - 1) / 2) & 1);
+      // Declared per tile (as CUTLASS's persistent kernels do): no value flows
+      // from one tile's epilogue into the next tile's wgmma chain.
+      Tensor accum = partition_fragment_C(tiled_mma, Shape<Int<kTileM>, Int<kTileN>>{});
+      int slot0 = k * kblocks;
+      warpgroup_fence_operand(accum);
+      for (int kb = 0; kb < kblocks; ++kb) {
+        int slot = slot0 + kb;
+        int stage = slot % stages;
+        cutlass::arch::ClusterBarrier::wait(&full_bar[stage], (slot / stages) & 1);
+        Tensor sA = make_tensor(make_smem_ptr(a_base + stage * kAElems), typename Traits::SmemLayoutA{});
+        Tensor sB = make_tensor(make_smem_ptr(b_base + kb * kBElems), typename Traits::SmemLayoutB{});
+        Tensor tCrA = thr_mma.make_fragment_A(thr_mma.partition_A(sA));
+        Tensor tCrB = thr_mma.make_fragment_B(thr_mma.partition_B(sB));
+        warpgroup_fence_operand(accum);
+        warpgroup_arrive();
+        CUTLASS_PRAGMA_UNROLL
+        for (int ks = 0; ks < size<2>(tCrA); ++ks) {
+          tiled_mma.accumulate_ = (kb == 0 && ks == 0) ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+          cute::gemm(tiled_mma, tCrA(_, _, ks), tCrB(_, _, ks), accum);
+        }
+        warpgroup_commit_batch();
+        // The previous k-block's MMAs are done reading their stage: hand it back.
+        warpgroup_wait<1>();
+        warpgroup_fence_operand(accum);
+        if (kb > 0 && lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[(slot - 1) % stages]);
+      }
+      cutlass::arch::ClusterBarrier::arrive(&turn_bar[consumer]);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(accum);
+      if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[(slot0 + kblocks - 1) % stages]);
+      Traits::Epilogue::apply(accum, cb2, bt, params.s, params.out, grid, tile * kTileM, t);
+    }
+  }
+#endif
+}
+
+}  // namespace fct::sm90

@@ -1,0 +1,161 @@
+// Host side of the sm90 fused kernel: feasibility on the current device, the
+// shared-memory plan, the launch. Instantiated once per variant in
+// fused/variants/sm90_*.cu.
+#pragma once
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+#include <type_traits>
+
+#include <cuda_runtime_api.h>
+
+#include "common/cuda_check.h"
+#include "fused/sm90/fused_sm90_kernel.cuh"
+#include "fused/variant.h"
+#include "fused_convt_full/api.h"
+
+namespace fct::sm90 {
+
+struct DeviceFacts {
+  int cc_major = 0, cc_minor = 0, sms = 0, smem_optin = 0;
+};
+
+// Queried once per device: the dispatcher asks on every call.
+inline Status current_device_facts(DeviceFacts& out) {
+  static std::mutex mu;
+  static DeviceFacts cache[64];
+  static bool known[64] = {};
+  int dev = 0;
+  Status st = cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
+  if (!st.ok) return st;
+  std::lock_guard<std::mutex> lock(mu);
+  if (dev < 0 || dev >= 64) return Status::error("device index out of range");
+  if (!known[dev]) {
+    DeviceFacts f;
+    cudaDeviceGetAttribute(&f.cc_major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&f.cc_minor, cudaDevAttrComputeCapabilityMinor, dev);
+    cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaDeviceGetAttribute(&f.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    st = last_launch_status("cudaDeviceGetAttribute");
+    if (!st.ok) return st;
+    cache[dev] = f;
+    known[dev] = true;
+  }
+  out = cache[dev];
+  return Status::success();
+}
+
+// full[kMaxStages], empty[kMaxStages], turn[2] mbarriers.
+constexpr int kBarrierBytes = (2 * kMaxStages + 2) * 8;
+
+struct SmemPlan {
+  int stages = 0, b_offset = 0, bias_offset = 0, barrier_offset = 0, bytes = 0;
+};
+
+template <class Traits>
+SmemPlan plan_smem(int max_kblocks, int smem_optin) {
+  SmemPlan plan;
+  int fixed = max_kblocks * Traits::kBBlockBytes + 2 * Traits::kTileN * 4 + kBarrierBytes + 1024;
+  plan.stages = std::min(kMaxStages, (smem_optin - fixed) / Traits::kStageBytes);
+  plan.b_offset = plan.stages * Traits::kStageBytes;
+  plan.bias_offset = plan.b_offset + max_kblocks * Traits::kBBlockBytes;
+  plan.barrier_offset = plan.bias_offset + 2 * Traits::kTileN * 4;
+  plan.bytes = plan.barrier_offset + kBarrierBytes + 1024;
+  return plan;
+}
+
+template <class Traits>
+int cin_blocks(ConvTransposeProblem const& p) {
+  return (p.Cin_padded() + Traits::kKBlock - 1) / Traits::kKBlock;
+}
+
+template <class Traits>
+Status can_implement(ConvTransposeProblem const& p) {
+  DeviceFacts dev;
+  Status st = current_device_facts(dev);
+  if (!st.ok) return Status::error("sm90 kernel: no CUDA device (" + st.message + ")");
+  if (dev.cc_major != 9 || dev.cc_minor != 0) return Status::error("sm90 kernel needs a Hopper (sm_90) GPU");
+  // Present only when the library was built for sm_90a.
+  cudaFuncAttributes attr;
+  if (cudaFuncGetAttributes(&attr, fused_sm90_kernel<Traits>) != cudaSuccess) {
+    cudaGetLastError();
+    return Status::error("sm90 kernel not compiled into this build (add 90a to CMAKE_CUDA_ARCHITECTURES)");
+  }
+  if (p.stride_h * p.stride_w > kMaxPhases)
+    return Status::error("stride_h * stride_w > " + std::to_string(kMaxPhases) + " phases");
+  if (p.Cout_padded() > Traits::kTileN) return Status::error("Cout does not fit this variant's tile");
+  PhaseSchedule sched = make_phase_schedule(p, Traits::kTileM, dev.sms);
+  for (int i = 0; i < sched.count; ++i)
+    if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31))
+      return Status::error("a phase has >= 2^31 output pixels");
+  SmemPlan plan = plan_smem<Traits>(sched.max_taps * cin_blocks<Traits>(p), dev.smem_optin);
+  if (plan.stages < 2)
+    return Status::error("the phase filter (" + std::to_string(sched.max_taps) + " taps x Cin " +
+                         std::to_string(p.Cin) + ") does not fit in shared memory next to the A pipeline");
+  return Status::success();
+}
+
+template <class Traits>
+Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
+  DeviceFacts dev;
+  Status st = current_device_facts(dev);
+  if (!st.ok) return st;
+  Sm90Params params{};
+  params.sched = make_phase_schedule(p, Traits::kTileM, dev.sms);
+  if (params.sched.total_ctas == 0) return Status::success();
+  params.x = a.x;
+  params.w_packed = a.w_packed;
+  params.conv_b = a.conv_b;
+  params.b = a.b;
+  params.s = a.s;
+  params.N = p.N;
+  params.H = p.H;
+  params.W = p.W;
+  params.Cin_pad = p.Cin_padded();
+  params.kH = p.kH;
+  params.kW = p.kW;
+  params.Cout_pad = p.Cout_padded();
+  params.stride_h = p.stride_h;
+  params.stride_w = p.stride_w;
+  params.cin_blocks = cin_blocks<Traits>(p);
+  OutputGeometry& out = params.out;
+  out.y = a.y;
+  out.Cout = p.Cout;
+  out.H_out = p.H_out();
+  out.W_out = p.W_out();
+  out.stride_h = p.stride_h;
+  out.stride_w = p.stride_w;
+  out.nchw = p.out_layout == Layout::kNCHW;
+  out.pair_store = !out.nchw && p.Cout % 2 == 0 &&
+                   reinterpret_cast<uintptr_t>(a.y) % (2 * sizeof(typename Traits::Element)) == 0;
+
+  SmemPlan plan = plan_smem<Traits>(params.sched.max_taps * params.cin_blocks, dev.smem_optin);
+  params.stages = plan.stages;
+  params.b_offset = plan.b_offset;
+  params.bias_offset = plan.bias_offset;
+  params.barrier_offset = plan.barrier_offset;
+
+  auto kernel = fused_sm90_kernel<Traits>;
+  st = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.bytes),
+                   "sm90 fused kernel: cudaFuncSetAttribute");
+  if (!st.ok) return st;
+  kernel<<<params.sched.total_ctas, kThreads, plan.bytes, a.stream>>>(params);
+  return last_launch_status("sm90 fused kernel launch");
+}
+
+template <class Traits>
+std::string name() {
+  using E = typename Traits::Element;
+  char const* math = std::is_same_v<E, float> ? "tf32" : std::is_same_v<E, __half> ? "f16" : "bf16";
+  return std::string("sm90_persistent_pingpong_") + math + "_" + std::to_string(Traits::kTileM) + "x" +
+         std::to_string(Traits::kTileN) + "x" + std::to_string(Traits::kKBlock) + "_resident_filter_softmax";
+}
+
+template <typename Element, int kTileN>
+FusedVariant make_variant(DType dtype) {
+  using Traits = Sm90Traits<Element, kTileN>;
+  return FusedVariant{dtype, kTileN, &name<Traits>, &can_implement<Traits>, &launch<Traits>};
+}
+
+}  // namespace fct::sm90
