@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build, test and benchmark on the GPU machine in one go (no network there).
-# Usage: bash scripts/gpu_job.sh [stage ...]   stages: build ctest pytest sanitize tune bench sweep
+# Usage: bash scripts/gpu_job.sh [stage ...]   stages: build ctest pytest sanitize quick tune bench sweep
 # Logs and results go to $OUT (default ./gpu_out). The nvidia-cutlass wheel must be in .whl/.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu_out}
@@ -23,9 +23,9 @@ for stage in $stages; do
         || { tail -60 "$OUT/build.log"; exit 1; }
       grep -E "spill|error" "$OUT/build.log" | grep -v "0 bytes spill" | head -20 ;;
     ctest)
-      ctest --test-dir build/gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | tail -30 ;;
+      ctest --test-dir build/gpu --timeout 120 --output-on-failure 2>&1 | tee "$OUT/ctest.log" | tail -30 ;;
     pytest)
-      (cd /tmp && python3 -m pytest -q -p no:cacheprovider --junitxml="$OUT/pytest.xml" "$OLDPWD/tests" 2>&1) \
+      (cd /tmp && timeout 420 python3 -m pytest -q -p no:cacheprovider --junitxml="$OUT/pytest.xml" "$OLDPWD/tests" 2>&1) \
         | tee "$OUT/pytest.log" | grep -vE "^SKIPPED" | tail -25 ;;
     sanitize)
       # The native test binary covers six shapes (one odd-sized) x 3 dtypes x 2 layouts, fused and two-stage.
@@ -37,6 +37,9 @@ for stage in $stages; do
         (cd /tmp && compute-sanitizer --tool memcheck --error-exitcode 3 python3 "$OLDPWD/scripts/sanitize_cases.py" | tail -4)
         echo "memcheck sanitize_cases.py exit: ${PIPESTATUS[0]}"
       } 2>&1 | tee "$OUT/sanitize.log" ;;
+    quick)
+      # Kernel-level timings (fused variants, plain epilogue, cuDNN + epilogues) on the reference problem.
+      (cd /tmp && timeout 300 python3 "$OLDPWD/scripts/quick_bench.py" ${FCT_QUICK_ARGS:-float32 bfloat16}) 2>&1 | tee "$OUT/quick.log" ;;
     tune)
       nvcc -O3 -std=c++17 -gencode=arch=compute_${ARCH},code=sm_${ARCH} -I csrc -I csrc/include \
         scripts/epilogue_tune.cu -o /tmp/epilogue_tune && /tmp/epilogue_tune | tee "$OUT/epilogue_tune.log" ;;
