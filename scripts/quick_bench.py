@@ -77,7 +77,7 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
     results["plain_dgrad_nhwc"] = ms = triton.testing.do_bench(plain, warmup=50, rep=300, return_mode="median")
     print(f"{str(dtype):15s} plain CUTLASS dgrad epilogue (NHWC, same bytes) {ms:.3f} ms  max_err={perr:.2e}", flush=True)
     del y_plain
-    for mf, lname in ((torch.contiguous_format, "nchw"), (torch.channels_last, "nhwc")):
+    for mf, lname in () if FUSED_ONLY else ((torch.contiguous_format, "nchw"), (torch.channels_last, "nhwc")):
         xm = x.contiguous(memory_format=mf)
         conv = lambda: F.conv_transpose2d(xm, w, None, stride=s, padding=p, output_padding=op)
         z = conv()
@@ -104,8 +104,9 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
 
 
 COMPILE_MODEL = "--compile" in sys.argv
+FUSED_ONLY = "--fused-only" in sys.argv  # skip the cuDNN / epilogue / eager timings
 
 if __name__ == "__main__":
-    sys.argv = [a for a in sys.argv if a != "--compile"]
+    sys.argv = [a for a in sys.argv if a not in ("--compile", "--fused-only")]
     for dt in sys.argv[1:] or ["float32", "bfloat16"]:
         run(dtype=getattr(torch, dt))

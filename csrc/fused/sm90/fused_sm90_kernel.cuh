@@ -35,7 +35,7 @@
 
 namespace fct::sm90 {
 
-constexpr int kMaxStages = 8;
+constexpr int kMaxStages = 16;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kThreads = 3 * kWarpgroupThreads;
 constexpr int kRowBytes = 128;  // one k-block row: the SW128 swizzle atom width
@@ -86,6 +86,7 @@ struct Sm90Params {
   int stages;            // A ring depth, <= kMaxStages
   int b_offset;          // shared-memory byte offsets (from the 1024-aligned base)
   int bias_offset;
+  int staging_offset;
   int barrier_offset;
 };
 
@@ -129,6 +130,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   char* smem_b = smem + params.b_offset;
   float* cb2 = reinterpret_cast<float*>(smem + params.bias_offset);
   float* bt = cb2 + kTileN;
+  float* stage_buf = reinterpret_cast<float*>(smem + params.staging_offset);
   uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + params.barrier_offset);
   uint64_t* empty_bar = full_bar + kMaxStages;
   // turn_bar[c]: consumer c has passed every full-barrier wait of one more tile.
@@ -144,9 +146,10 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     ++phase_idx;
   PhaseInfo const& ph = params.sched.phase[phase_idx];
   int local = int(blockIdx.x) - ph.cta_begin;
-  int tile_begin = int(int64_t(local) * ph.tiles / ph.ctas);
-  int tile_end = int(int64_t(local + 1) * ph.tiles / ph.ctas);
-  int num_tiles = tile_end - tile_begin;
+  int64_t const phase_rows = int64_t(params.N) * ph.rows;
+  int const pixel_begin = int(local * phase_rows / ph.ctas) * ph.cols;
+  int const pixel_end = int((local + 1) * phase_rows / ph.ctas) * ph.cols;
+  int const num_tiles = (pixel_end - pixel_begin + kTileM - 1) / kTileM;
   int taps_w = ph.taps_w;
   // A phase with no taps (e.g. k < s) still runs one k-block, of zeros, so that
   // every tile takes the same wgmma path and the accumulators are only ever
@@ -204,8 +207,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int64_t const row_stride = int64_t(params.W) * params.Cin_pad;
     uint32_t const smem_a_addr = cute::cast_smem_ptr_to_uint(smem_a);
     int slot = 0;
-    for (int tile = tile_begin; tile < tile_end; ++tile) {
-      int m0 = tile * kTileM;
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      int m0 = pixel_begin + tile * kTileM;
       // Per row this thread loads: the input pixel of tap (0, 0) and whether the row exists.
       int ih0[kPasses], iw0[kPasses];
       int64_t base[kPasses];
@@ -214,7 +217,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
         int m = m0 + row0 + ps * kRowsPerPass;
         int n = m / per_image, rem = m - n * per_image;
         int i = rem / ph.cols, j = rem - i * ph.cols;
-        ih0[ps] = m < ph.pixels ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
+        ih0[ps] = m < pixel_end ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
         iw0[ps] = j + ph.d_w;
         base[ps] = int64_t(n) * params.H * row_stride;
       }
@@ -248,11 +251,12 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     auto* b_base = reinterpret_cast<MmaElement*>(smem_b);
     constexpr int kAElems = kTileM * kKBlock, kBElems = kTileN * kKBlock;
 
-    PhaseGrid grid{ph.rows, ph.cols, ph.pixels, ph.r_h, ph.r_w};
+    PhaseGrid grid{ph.rows, ph.cols, pixel_end, ph.r_h, ph.r_w};
+    EpilogueContext ctx{cb2, bt, params.s,
+                        stage_buf + consumer * kStageCols * stage_pitch<kTileM>(), 1 + consumer};
     int lane = t % 32;
 
     for (int k = consumer; k < num_tiles; k += 2) {
-      int tile = tile_begin + k;
       // Take turns: start this tile's mainloop only once the other consumer has
       // seen all of tile k-1's stages filled. Besides ordering the two
       // warpgroups' tensor-core phases, this keeps every full-barrier wait at most
@@ -288,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       warpgroup_wait<0>();
       warpgroup_fence_operand(accum);
       if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[(slot0 + kblocks - 1) % stages]);
-      Traits::Epilogue::apply(accum, cb2, bt, params.s, params.out, grid, tile * kTileM, t);
+      Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
     }
   }
 #endif

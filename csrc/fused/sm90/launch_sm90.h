@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <type_traits>
@@ -50,17 +51,32 @@ inline Status current_device_facts(DeviceFacts& out) {
 constexpr int kBarrierBytes = (2 * kMaxStages + 2) * 8;
 
 struct SmemPlan {
-  int stages = 0, b_offset = 0, bias_offset = 0, barrier_offset = 0, bytes = 0;
+  int stages = 0, b_offset = 0, bias_offset = 0, staging_offset = 0, barrier_offset = 0, bytes = 0;
 };
 
+// Tuning knob: FCT_SM90_MAX_STAGES caps the A ring (default: as deep as fits).
+inline int max_stages_setting() {
+  static int const cap = [] {
+    char const* v = std::getenv("FCT_SM90_MAX_STAGES");
+    int n = v ? std::atoi(v) : 0;
+    return n >= 2 && n <= kMaxStages ? n : kMaxStages;
+  }();
+  return cap;
+}
+
+// Layout: [A ring | resident filter | bias constants | NCHW staging x2 | barriers],
+// the A ring and the filter blocks on 1024-byte boundaries (SW128 atoms).
 template <class Traits>
 SmemPlan plan_smem(int max_kblocks, int smem_optin) {
   SmemPlan plan;
-  int fixed = max_kblocks * Traits::kBBlockBytes + 2 * Traits::kTileN * 4 + kBarrierBytes + 1024;
-  plan.stages = std::min(kMaxStages, (smem_optin - fixed) / Traits::kStageBytes);
+  int const bias_bytes = 2 * Traits::kTileN * 4;
+  int const staging_bytes = 2 * kStageCols * stage_pitch<Traits::kTileM>() * 4;
+  int fixed = max_kblocks * Traits::kBBlockBytes + bias_bytes + staging_bytes + kBarrierBytes + 1024;
+  plan.stages = std::min(max_stages_setting(), (smem_optin - fixed) / Traits::kStageBytes);
   plan.b_offset = plan.stages * Traits::kStageBytes;
   plan.bias_offset = plan.b_offset + max_kblocks * Traits::kBBlockBytes;
-  plan.barrier_offset = plan.bias_offset + 2 * Traits::kTileN * 4;
+  plan.staging_offset = plan.bias_offset + bias_bytes;
+  plan.barrier_offset = plan.staging_offset + staging_bytes;
   plan.bytes = plan.barrier_offset + kBarrierBytes + 1024;
   return plan;
 }
@@ -85,11 +101,11 @@ Status can_implement(ConvTransposeProblem const& p) {
   if (p.stride_h * p.stride_w > kMaxPhases)
     return Status::error("stride_h * stride_w > " + std::to_string(kMaxPhases) + " phases");
   if (p.Cout_padded() > Traits::kTileN) return Status::error("Cout does not fit this variant's tile");
-  PhaseSchedule sched = make_phase_schedule(p, Traits::kTileM, dev.sms);
+  PhaseSchedule sched = make_phase_schedule(p, dev.sms);
   for (int i = 0; i < sched.count; ++i)
     if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31))
       return Status::error("a phase has >= 2^31 output pixels");
-  SmemPlan plan = plan_smem<Traits>(sched.max_taps * cin_blocks<Traits>(p), dev.smem_optin);
+  SmemPlan plan = plan_smem<Traits>(std::max(1, sched.max_taps * cin_blocks<Traits>(p)), dev.smem_optin);
   if (plan.stages < 2)
     return Status::error("the phase filter (" + std::to_string(sched.max_taps) + " taps x Cin " +
                          std::to_string(p.Cin) + ") does not fit in shared memory next to the A pipeline");
@@ -102,7 +118,7 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   Status st = current_device_facts(dev);
   if (!st.ok) return st;
   Sm90Params params{};
-  params.sched = make_phase_schedule(p, Traits::kTileM, dev.sms);
+  params.sched = make_phase_schedule(p, dev.sms);
   if (params.sched.total_ctas == 0) return Status::success();
   params.x = a.x;
   params.w_packed = a.w_packed;
@@ -130,10 +146,11 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   out.pair_store = !out.nchw && p.Cout % 2 == 0 &&
                    reinterpret_cast<uintptr_t>(a.y) % (2 * sizeof(typename Traits::Element)) == 0;
 
-  SmemPlan plan = plan_smem<Traits>(params.sched.max_taps * params.cin_blocks, dev.smem_optin);
+  SmemPlan plan = plan_smem<Traits>(std::max(1, params.sched.max_taps * params.cin_blocks), dev.smem_optin);
   params.stages = plan.stages;
   params.b_offset = plan.b_offset;
   params.bias_offset = plan.bias_offset;
+  params.staging_offset = plan.staging_offset;
   params.barrier_offset = plan.barrier_offset;
 
   auto kernel = fused_sm90_kernel<Traits>;

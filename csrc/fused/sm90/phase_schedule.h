@@ -24,8 +24,6 @@ struct PhaseInfo {
   int q_h, q_w;      // filter index of tap 0
   int taps_h, taps_w;
   int rows, cols;    // the phase's output grid (H_r, W_r)
-  int pixels;        // N * rows * cols: the phase GEMM's M
-  int tiles;         // ceil(pixels / tile_m)
   int cta_begin;     // this phase's CTAs are [cta_begin, cta_begin + ctas)
   int ctas;
 };
@@ -40,15 +38,17 @@ struct PhaseSchedule {
 inline int taps_for(int k, int q, int s) { return q >= k ? 0 : (k - q + s - 1) / s; }
 inline int phase_extent(int out, int r, int s) { return r >= out ? 0 : (out - r + s - 1) / s; }
 
-// Each CTA serves one phase only (its weights stay resident in shared memory),
-// so the grid is split across phases in proportion to their tiles, at least one
-// CTA per non-empty phase. Sibling phases then advance through the same image
-// region at the same pace, which keeps their interleaved output writes close in
-// time (NCHW rows are shared between phases) and their input rows shared in L2.
-inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int tile_m, int num_sms) {
+// Each CTA serves one phase only (its filter stays resident in shared memory)
+// and a contiguous range of that phase's output rows (n, i): CTA c of a phase
+// owns rows [c*R/ctas, (c+1)*R/ctas) of its R = N * H_r rows. Every phase gets the
+// same number of CTAs, so the sibling phases that share output rows (same r_h,
+// hence the same R) cover the same rows at the same pace: their interleaved
+// NCHW writes, which fill half sectors each, meet in L2, and they read the same
+// input rows while those are in L2.
+inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_sms) {
   PhaseSchedule sched;
   int H_out = p.H_out(), W_out = p.W_out();
-  int64_t total_tiles = 0;
+  int nonempty = 0;
   for (int r_h = 0; r_h < p.stride_h; ++r_h)
     for (int r_w = 0; r_w < p.stride_w; ++r_w) {
       PhaseInfo& ph = sched.phase[sched.count++];
@@ -62,36 +62,15 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int tile
       ph.taps_w = taps_for(p.kW, ph.q_w, p.stride_w);
       ph.rows = phase_extent(H_out, r_h, p.stride_h);
       ph.cols = phase_extent(W_out, r_w, p.stride_w);
-      ph.pixels = p.N * ph.rows * ph.cols;
-      ph.tiles = (ph.pixels + tile_m - 1) / tile_m;
       ph.cta_begin = ph.ctas = 0;
-      total_tiles += ph.tiles;
+      if (ph.rows > 0 && ph.cols > 0) ++nonempty;
       sched.max_taps = std::max(sched.max_taps, ph.taps_h * ph.taps_w);
     }
-  if (total_tiles == 0) return sched;
-  // Largest-remainder split of num_sms CTAs, each non-empty phase getting >= 1.
-  int assigned = 0;
-  double frac[kMaxPhases] = {};
+  if (nonempty == 0) return sched;
+  int per_phase = std::max(1, num_sms / nonempty);
   for (int i = 0; i < sched.count; ++i) {
     PhaseInfo& ph = sched.phase[i];
-    if (ph.tiles == 0) continue;
-    double share = double(num_sms) * ph.tiles / double(total_tiles);
-    ph.ctas = std::max(1, int(share));
-    frac[i] = share - int(share);
-    assigned += ph.ctas;
-  }
-  while (assigned < num_sms) {
-    int best = -1;
-    for (int i = 0; i < sched.count; ++i)
-      if (sched.phase[i].ctas < sched.phase[i].tiles && (best < 0 || frac[i] > frac[best])) best = i;
-    if (best < 0) break;
-    ++sched.phase[best].ctas;
-    frac[best] = -1.0;
-    ++assigned;
-  }
-  for (int i = 0; i < sched.count; ++i) {
-    PhaseInfo& ph = sched.phase[i];
-    ph.ctas = std::min(ph.ctas, ph.tiles);
+    if (ph.rows > 0 && ph.cols > 0) ph.ctas = int(std::min<int64_t>(per_phase, int64_t(p.N) * ph.rows));
     ph.cta_begin = sched.total_ctas;
     sched.total_ctas += ph.ctas;
   }

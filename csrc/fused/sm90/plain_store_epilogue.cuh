@@ -12,8 +12,7 @@ namespace fct::sm90 {
 template <typename Element, int kTileM, int kTileN>
 struct PlainStoreEpilogue {
   template <class AccTensor>
-  __device__ __forceinline__ static void apply(AccTensor& acc, float const*, float const*, float,
-                                               OutputGeometry const& out, PhaseGrid const& grid, int m0,
+  __device__ __forceinline__ static void apply(AccTensor& acc, EpilogueContext const&, OutputGeometry const& out, PhaseGrid const& grid, int m0,
                                                int thread_in_wg) {
     using cute::make_coord;
     int lane = thread_in_wg % 32, warp = thread_in_wg / 32;
@@ -22,7 +21,7 @@ struct PlainStoreEpilogue {
       CUTLASS_PRAGMA_UNROLL
       for (int h = 0; h < 2; ++h) {
         int m = m0 + mi * 64 + warp * 16 + h * 8 + lane / 4;
-        if (m >= grid.pixels) continue;
+        if (m >= grid.pixel_end) continue;
         int per_image = grid.rows * grid.cols;
         int n = m / per_image, rem = m - n * per_image;
         int i = rem / grid.cols, j = rem - i * grid.cols;
