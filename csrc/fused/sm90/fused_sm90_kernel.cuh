@@ -87,6 +87,7 @@ struct Sm90Params {
   int b_offset;          // shared-memory byte offsets (from the 1024-aligned base)
   int bias_offset;
   int staging_offset;
+  int debug;             // tuning only (FCT_SM90_DEBUG): 1 no epilogue, 2 no A loads, 4 no stores
   int barrier_offset;
 };
 
@@ -168,24 +169,31 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   prescale_bias(cb2, bt, kTileN, params.out.Cout, params.conv_b, params.b, params.s, tid, kThreads);
 
   // The phase's filter, once: B[n][kb-row] = w_packed[cin][q_h + s_h*th][q_w + s_w*tw][n],
-  // read along n (coalesced) and written transposed into the swizzled blocks.
+  // read as 16-byte vectors along n (Cout_pad is a multiple of 8) and written
+  // transposed into the swizzled blocks.
   {
+    using Vec = uint4;
     Element const* w = static_cast<Element const*>(params.w_packed);
-    int total = kblocks * kKBlock * kTileN;
+    constexpr int kNVecs = kTileN / kVec;
+    int total = kblocks * kKBlock * kNVecs;
+#pragma unroll 4
     for (int idx = tid; idx < total; idx += kThreads) {
-      int n = idx % kTileN;
-      int rest = idx / kTileN;
+      int n0 = (idx % kNVecs) * kVec;
+      int rest = idx / kNVecs;
       int kk = rest % kKBlock;
       int kb = rest / kKBlock;
       int tap = kb / params.cin_blocks, cb = kb - tap * params.cin_blocks;
       int th = tap / taps_w, tw = tap - th * taps_w;
       int cin = cb * kKBlock + kk;
       int r = ph.q_h + params.stride_h * th, c = ph.q_w + params.stride_w * tw;
-      Element v = Element(0.0f);
-      if (!no_taps && n < params.Cout_pad && cin < params.Cin_pad)
-        v = w[((int64_t(cin) * params.kH + r) * params.kW + c) * params.Cout_pad + n];
-      char* dst = smem_b + kb * Traits::kBBlockBytes + swizzle_128b(n, kk / kVec) + (kk % kVec) * sizeof(Element);
-      *reinterpret_cast<Element*>(dst) = mma_operand(v);
+      Vec v = make_uint4(0, 0, 0, 0);
+      if (!no_taps && n0 < params.Cout_pad && cin < params.Cin_pad)
+        v = *reinterpret_cast<Vec const*>(w + ((int64_t(cin) * params.kH + r) * params.kW + c) * params.Cout_pad + n0);
+      Element const* e = reinterpret_cast<Element const*>(&v);
+      char* dst = smem_b + kb * Traits::kBBlockBytes + (kk % kVec) * sizeof(Element);
+      CUTLASS_PRAGMA_UNROLL
+      for (int u = 0; u < kVec; ++u)
+        *reinterpret_cast<Element*>(dst + swizzle_128b(n0 + u, kk / kVec)) = mma_operand(e[u]);
     }
   }
   // Plain stores feed the tensor cores next: make them visible to the async proxy.
@@ -234,7 +242,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
           int ih = ih0[ps] - th, iw = iw0[ps] - tw;
           bool ok = cin_ok && unsigned(ih) < unsigned(params.H) && unsigned(iw) < unsigned(params.W);
           Element const* src = ok ? x + base[ps] + ih * row_stride + int64_t(iw) * params.Cin_pad + cin : x;
-          cp_async_16(dst_stage + swizzle_128b(row0 + ps * kRowsPerPass, chunk), src, ok);
+          if (!(params.debug & 2)) cp_async_16(dst_stage + swizzle_128b(row0 + ps * kRowsPerPass, chunk), src, ok);
         }
         cutlass::arch::cpasync_barrier_arrive_noinc(&full_bar[stage]);
       }
@@ -292,7 +300,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       warpgroup_wait<0>();
       warpgroup_fence_operand(accum);
       if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[(slot0 + kblocks - 1) % stages]);
-      Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
+      if (!(params.debug & 1)) Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
     }
   }
 #endif

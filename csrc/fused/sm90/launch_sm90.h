@@ -64,6 +64,17 @@ inline int max_stages_setting() {
   return cap;
 }
 
+// Tuning knob: FCT_SM90_DEBUG bits switch parts of the kernel off to find what
+// limits it (1: no epilogue, 2: no A loads, 4: no output stores). Results are
+// then wrong; never set outside profiling.
+inline int debug_setting() {
+  static int const bits = [] {
+    char const* v = std::getenv("FCT_SM90_DEBUG");
+    return v ? std::atoi(v) : 0;
+  }();
+  return bits;
+}
+
 // Layout: [A ring | resident filter | bias constants | NCHW staging x2 | barriers],
 // the A ring and the filter blocks on 1024-byte boundaries (SW128 atoms).
 template <class Traits>
@@ -151,6 +162,8 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   params.b_offset = plan.b_offset;
   params.bias_offset = plan.bias_offset;
   params.staging_offset = plan.staging_offset;
+  params.debug = debug_setting();
+  out.no_stores = params.debug & 4;
   params.barrier_offset = plan.barrier_offset;
 
   auto kernel = fused_sm90_kernel<Traits>;
