@@ -43,16 +43,16 @@ constexpr int kRowBytes = 128;  // one k-block row: the SW128 swizzle atom width
 // Element: the storage type of x, w and y. MmaElement: what WGMMA reads (fp32
 // data runs as TF32: the tensor cores use its top 19 bits). kSoftmax = false
 // swaps in the plain store epilogue (benchmark baseline).
-template <typename Element_, int kTileN_, bool kSoftmax_ = true>
+template <typename Element_, int kTileN_, bool kSoftmax_ = true, int kTileM_ = 64>
 struct Sm90Traits {
   using Element = Element_;
   using MmaElement = std::conditional_t<std::is_same_v<Element, float>, cutlass::tfloat32_t,
                                         std::conditional_t<std::is_same_v<Element, __half>, cutlass::half_t,
                                                            cutlass::bfloat16_t>>;
   static constexpr int kTileN = kTileN_;
-  // One consumer warpgroup holds kTileM x kTileN fp32 accumulators: 128 per
-  // thread at most, leaving room for the epilogue.
-  static constexpr int kTileM = 64;
+  // One consumer warpgroup holds kTileM x kTileN fp32 accumulators
+  // (kTileM * kTileN / 128 registers per thread).
+  static constexpr int kTileM = kTileM_;
   static constexpr int kKBlock = kRowBytes / int(sizeof(Element));  // elements per k-block row
   static constexpr int kVec = 16 / int(sizeof(Element));           // elements per cp.async
   static constexpr int kChunks = kRowBytes / 16;                    // cp.async per row
@@ -87,6 +87,7 @@ struct Sm90Params {
   int b_offset;          // shared-memory byte offsets (from the 1024-aligned base)
   int bias_offset;
   int staging_offset;
+  int ordered;           // consumers take turns (required when stages <= kblocks)
   int debug;             // tuning only (FCT_SM90_DEBUG): 1 no epilogue, 2 no A loads, 4 no stores
   int barrier_offset;
 };
@@ -265,11 +266,14 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int lane = t % 32;
 
     for (int k = consumer; k < num_tiles; k += 2) {
-      // Take turns: start this tile's mainloop only once the other consumer has
-      // seen all of tile k-1's stages filled. Besides ordering the two
-      // warpgroups' tensor-core phases, this keeps every full-barrier wait at most
-      // one phase ahead of the barrier, which parity waits need to be exact.
-      if (k > 0) cutlass::arch::ClusterBarrier::wait(&turn_bar[consumer ^ 1], ((k - 1) / 2) & 1);
+      // Parity waits are exact only while a waiter is at most one phase ahead of
+      // the barrier: a consumer waiting for slot s needs slot s - stages already
+      // filled. With stages > kblocks that follows from the consumer's own
+      // previous waits, and the two warpgroups run their mainloops concurrently
+      // (two independent wgmma chains). With a shallower ring they take turns:
+      // a tile's mainloop starts once the other consumer has seen all of tile
+      // k-1's stages filled.
+      if (params.ordered && k > 0) cutlass::arch::ClusterBarrier::wait(&turn_bar[consumer ^ 1], ((k - 1) / 2) & 1);
       // Declared per tile (as CUTLASS's persistent kernels do): no value flows
       // from one tile's epilogue into the next tile's wgmma chain.
       Tensor accum = partition_fragment_C(tiled_mma, Shape<Int<kTileM>, Int<kTileN>>{});

@@ -163,6 +163,9 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   params.bias_offset = plan.bias_offset;
   params.staging_offset = plan.staging_offset;
   params.debug = debug_setting();
+  // Concurrent mainloops need stages > kblocks (see the kernel); FCT_SM90_ORDERED=1 forces turns.
+  int max_kblocks = std::max(1, params.sched.max_taps * params.cin_blocks);
+  params.ordered = plan.stages <= max_kblocks || (std::getenv("FCT_SM90_ORDERED") && std::atoi(std::getenv("FCT_SM90_ORDERED")) == 1);
   out.no_stores = params.debug & 4;
   params.barrier_offset = plan.barrier_offset;
 
@@ -182,9 +185,9 @@ std::string name() {
          std::to_string(Traits::kTileN) + "x" + std::to_string(Traits::kKBlock) + "_resident_filter_softmax";
 }
 
-template <typename Element, int kTileN>
+template <typename Element, int kTileN, int kTileM = 64>
 FusedVariant make_variant(DType dtype) {
-  using Traits = Sm90Traits<Element, kTileN>;
+  using Traits = Sm90Traits<Element, kTileN, true, kTileM>;
   return FusedVariant{dtype, kTileN, &name<Traits>, &can_implement<Traits>, &launch<Traits>};
 }
 
