@@ -16,7 +16,7 @@ namespace {
 // holds all output channels and that can take the problem wins.
 FusedVariant const* const kVariants[] = {
     &kSm90Fp32N64,  &kSm90Fp32N128,  &kSm90Fp32N256,  &kSm90Fp16N64,  &kSm90Fp16N128,  &kSm90Fp16N256,
-    &kSm90Bf16N64,  &kSm90Bf16N128,  &kSm90Bf16N256,  &kSm90Fp32N128M128, &kSm90Bf16N128M128, &kFusedFp32N64, &kFusedFp32N128, &kFusedFp32N256,
+    &kSm90Bf16N64,  &kSm90Bf16N128,  &kSm90Bf16N256,  &kFusedFp32N64, &kFusedFp32N128, &kFusedFp32N256,
     &kFusedFp16N64, &kFusedFp16N128, &kFusedFp16N256, &kFusedBf16N64, &kFusedBf16N128, &kFusedBf16N256,
 };
 constexpr int kMaxTileN = 256;

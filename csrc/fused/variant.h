@@ -34,7 +34,6 @@ extern FusedVariant const kFusedBf16N64, kFusedBf16N128, kFusedBf16N256;
 extern FusedVariant const kSm90Fp32N64, kSm90Fp32N128, kSm90Fp32N256;
 extern FusedVariant const kSm90Fp16N64, kSm90Fp16N128, kSm90Fp16N256;
 extern FusedVariant const kSm90Bf16N64, kSm90Bf16N128, kSm90Bf16N256;
-extern FusedVariant const kSm90Fp32N128M128, kSm90Bf16N128M128;
 
 // Tuning candidates (fused/variants/experimental.cu); empty unless built with
 // FCT_EXPERIMENTAL_VARIANTS.

@@ -213,39 +213,56 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int const row0 = t / kChunks;
     Element const* x = static_cast<Element const*>(params.x);
     int const per_image = ph.rows * ph.cols;
-    int64_t const row_stride = int64_t(params.W) * params.Cin_pad;
-    uint32_t const smem_a_addr = cute::cast_smem_ptr_to_uint(smem_a);
-    int slot = 0;
+    int const H = params.H, W = params.W, Cin_pad = params.Cin_pad;
+    // This thread's rows are row0 + 16*ps: all share (row & 7), so their
+    // swizzled destinations are one offset apart.
+    uint32_t const dst0 = cute::cast_smem_ptr_to_uint(smem_a) + swizzle_128b(row0, chunk);
+    constexpr uint32_t kPassBytes = kRowsPerPass * kRowBytes;
+    // The producer is on the critical path of every k-block: keep its loop free
+    // of divisions (ring position and tap/channel-block advance incrementally).
+    int stage = 0;
+    uint32_t phase = 0;
     for (int tile = 0; tile < num_tiles; ++tile) {
       int m0 = pixel_begin + tile * kTileM;
-      // Per row this thread loads: the input pixel of tap (0, 0) and whether the row exists.
+      // Per row: the input pixel that tap (0, 0) reads, and a pointer to it.
       int ih0[kPasses], iw0[kPasses];
-      int64_t base[kPasses];
+      Element const* row_ptr[kPasses];
       CUTLASS_PRAGMA_UNROLL
       for (int ps = 0; ps < kPasses; ++ps) {
         int m = m0 + row0 + ps * kRowsPerPass;
         int n = m / per_image, rem = m - n * per_image;
         int i = rem / ph.cols, j = rem - i * ph.cols;
-        ih0[ps] = m < pixel_end ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
+        bool row_ok = m < pixel_end;
+        ih0[ps] = row_ok ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
         iw0[ps] = j + ph.d_w;
-        base[ps] = int64_t(n) * params.H * row_stride;
+        row_ptr[ps] = row_ok ? x + ((int64_t(n) * H + ih0[ps]) * W + iw0[ps]) * Cin_pad + chunk * kVec : x;
       }
-      for (int kb = 0; kb < kblocks; ++kb, ++slot) {
-        int tap = kb / params.cin_blocks, cb = kb - tap * params.cin_blocks;
-        int th = tap / taps_w, tw = tap - th * taps_w;
-        int cin = cb * kKBlock + chunk * kVec;
-        bool cin_ok = !no_taps && cin < params.Cin_pad;
-        int stage = slot % stages;
-        cutlass::arch::ClusterBarrier::wait(&empty_bar[stage], ((slot / stages) & 1) ^ 1);
-        uint32_t dst_stage = smem_a_addr + stage * Traits::kStageBytes;
+      int th = 0, tw = 0, cb = 0;
+      int64_t tap_offset = 0;  // -(th * W + tw) * Cin_pad + cb * kKBlock
+      for (int kb = 0; kb < kblocks; ++kb) {
+        bool cin_ok = !no_taps && cb * kKBlock + chunk * kVec < Cin_pad;
+        cutlass::arch::ClusterBarrier::wait(&empty_bar[stage], phase ^ 1);
+        uint32_t dst = dst0 + stage * Traits::kStageBytes;
         CUTLASS_PRAGMA_UNROLL
         for (int ps = 0; ps < kPasses; ++ps) {
           int ih = ih0[ps] - th, iw = iw0[ps] - tw;
-          bool ok = cin_ok && unsigned(ih) < unsigned(params.H) && unsigned(iw) < unsigned(params.W);
-          Element const* src = ok ? x + base[ps] + ih * row_stride + int64_t(iw) * params.Cin_pad + cin : x;
-          if (!(params.debug & 2)) cp_async_16(dst_stage + swizzle_128b(row0 + ps * kRowsPerPass, chunk), src, ok);
+          bool ok = cin_ok && unsigned(ih) < unsigned(H) && unsigned(iw) < unsigned(W);
+          Element const* src = ok ? row_ptr[ps] + tap_offset : x;
+          if (!(params.debug & 2)) cp_async_16(dst + ps * kPassBytes, src, ok);
         }
         cutlass::arch::cpasync_barrier_arrive_noinc(&full_bar[stage]);
+        if (++stage == stages) {
+          stage = 0;
+          phase ^= 1;
+        }
+        if (++cb == params.cin_blocks) {
+          cb = 0;
+          if (++tw == taps_w) {
+            tw = 0;
+            ++th;
+          }
+        }
+        tap_offset = -(int64_t(th) * W + tw) * Cin_pad + cb * kKBlock;
       }
     }
     // Drain: the CTA must not exit with copies in flight.
@@ -277,12 +294,12 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       // Declared per tile (as CUTLASS's persistent kernels do): no value flows
       // from one tile's epilogue into the next tile's wgmma chain.
       Tensor accum = partition_fragment_C(tiled_mma, Shape<Int<kTileM>, Int<kTileN>>{});
-      int slot0 = k * kblocks;
+      int const slot0 = k * kblocks;
+      int stage = slot0 % stages, prev_stage = 0;
+      uint32_t phase = (slot0 / stages) & 1;
       warpgroup_fence_operand(accum);
       for (int kb = 0; kb < kblocks; ++kb) {
-        int slot = slot0 + kb;
-        int stage = slot % stages;
-        cutlass::arch::ClusterBarrier::wait(&full_bar[stage], (slot / stages) & 1);
+        cutlass::arch::ClusterBarrier::wait(&full_bar[stage], phase);
         Tensor sA = make_tensor(make_smem_ptr(a_base + stage * kAElems), typename Traits::SmemLayoutA{});
         Tensor sB = make_tensor(make_smem_ptr(b_base + kb * kBElems), typename Traits::SmemLayoutB{});
         Tensor tCrA = thr_mma.make_fragment_A(thr_mma.partition_A(sA));
@@ -298,12 +315,17 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
         // The previous k-block's MMAs are done reading their stage: hand it back.
         warpgroup_wait<1>();
         warpgroup_fence_operand(accum);
-        if (kb > 0 && lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[(slot - 1) % stages]);
+        if (kb > 0 && lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[prev_stage]);
+        prev_stage = stage;
+        if (++stage == stages) {
+          stage = 0;
+          phase ^= 1;
+        }
       }
       cutlass::arch::ClusterBarrier::arrive(&turn_bar[consumer]);
       warpgroup_wait<0>();
       warpgroup_fence_operand(accum);
-      if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[(slot0 + kblocks - 1) % stages]);
+      if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[prev_stage]);
       if (!(params.debug & 1)) Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
     }
   }
