@@ -152,6 +152,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   int const pixel_begin = int(local * phase_rows / ph.ctas) * ph.cols;
   int const pixel_end = int((local + 1) * phase_rows / ph.ctas) * ph.cols;
   int const num_tiles = (pixel_end - pixel_begin + kTileM - 1) / kTileM;
+  PhaseGrid const grid{ph.image_div, ph.col_div, pixel_end, ph.r_h, ph.r_w};
   int taps_w = ph.taps_w;
   // A phase with no taps (e.g. k < s) still runs one k-block, of zeros, so that
   // every tile takes the same wgmma path and the accumulators are only ever
@@ -212,7 +213,6 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int const chunk = t % kChunks;
     int const row0 = t / kChunks;
     Element const* x = static_cast<Element const*>(params.x);
-    int const per_image = ph.rows * ph.cols;
     int const H = params.H, W = params.W, Cin_pad = params.Cin_pad;
     // This thread's rows are row0 + 16*ps: all share (row & 7), so their
     // swizzled destinations are one offset apart.
@@ -230,9 +230,9 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       CUTLASS_PRAGMA_UNROLL
       for (int ps = 0; ps < kPasses; ++ps) {
         int m = m0 + row0 + ps * kRowsPerPass;
-        int n = m / per_image, rem = m - n * per_image;
-        int i = rem / ph.cols, j = rem - i * ph.cols;
+        int n = 0, i = 0, j = 0;
         bool row_ok = m < pixel_end;
+        if (row_ok) grid.decode(m, n, i, j);
         ih0[ps] = row_ok ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
         iw0[ps] = j + ph.d_w;
         row_ptr[ps] = row_ok ? x + ((int64_t(n) * H + ih0[ps]) * W + iw0[ps]) * Cin_pad + chunk * kVec : x;
@@ -277,7 +277,6 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     auto* b_base = reinterpret_cast<MmaElement*>(smem_b);
     constexpr int kAElems = kTileM * kKBlock, kBElems = kTileN * kKBlock;
 
-    PhaseGrid grid{ph.rows, ph.cols, pixel_end, ph.r_h, ph.r_w};
     EpilogueContext ctx{cb2, bt, params.s,
                         stage_buf + consumer * kStageCols * stage_pitch<kTileM>(), 1 + consumer};
     int lane = t % 32;

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "cutlass/fast_math.h"
+
 #include "fused_convt_full/api.h"
 
 namespace fct::sm90 {
@@ -24,6 +26,7 @@ struct PhaseInfo {
   int q_h, q_w;      // filter index of tap 0
   int taps_h, taps_w;
   int rows, cols;    // the phase's output grid (H_r, W_r)
+  cutlass::FastDivmod image_div, col_div;  // by rows * cols and by cols
   int cta_begin;     // this phase's CTAs are [cta_begin, cta_begin + ctas)
   int ctas;
 };
@@ -63,7 +66,11 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_
       ph.rows = phase_extent(H_out, r_h, p.stride_h);
       ph.cols = phase_extent(W_out, r_w, p.stride_w);
       ph.cta_begin = ph.ctas = 0;
-      if (ph.rows > 0 && ph.cols > 0) ++nonempty;
+      if (ph.rows > 0 && ph.cols > 0) {
+        ++nonempty;
+        ph.image_div = cutlass::FastDivmod(ph.rows * ph.cols);
+        ph.col_div = cutlass::FastDivmod(ph.cols);
+      }
       sched.max_taps = std::max(sched.max_taps, ph.taps_h * ph.taps_w);
     }
   if (nonempty == 0) return sched;
