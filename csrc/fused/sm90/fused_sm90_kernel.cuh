@@ -149,10 +149,14 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   PhaseInfo const& ph = params.sched.phase[phase_idx];
   int local = int(blockIdx.x) - ph.cta_begin;
   int64_t const phase_rows = int64_t(params.N) * ph.rows;
-  int const pixel_begin = int(local * phase_rows / ph.ctas) * ph.cols;
-  int const pixel_end = int((local + 1) * phase_rows / ph.ctas) * ph.cols;
-  int const num_tiles = (pixel_end - pixel_begin + kTileM - 1) / kTileM;
-  PhaseGrid const grid{ph.image_div, ph.col_div, pixel_end, ph.r_h, ph.r_w};
+  int const row_begin = int(local * phase_rows / ph.ctas), row_end = int((local + 1) * phase_rows / ph.ctas);
+  int const pixel_begin = row_begin * ph.cols;
+  int const pixel_span = (row_end - row_begin) * ph.cols;
+  // Same tile count for every phase over the same rows (see phase_schedule.h).
+  int const num_tiles = int((int64_t(row_end - row_begin) * params.sched.max_cols + kTileM - 1) / kTileM);
+  // Tile k covers pixels [tile_start(k), tile_start(k + 1)), at most kTileM of them.
+  auto tile_start = [&](int k) { return pixel_begin + int(int64_t(k) * pixel_span / num_tiles); };
+  PhaseGrid const grid{ph.image_div, ph.col_div, 0, ph.r_h, ph.r_w};
   int taps_w = ph.taps_w;
   // A phase with no taps (e.g. k < s) still runs one k-block, of zeros, so that
   // every tile takes the same wgmma path and the accumulators are only ever
@@ -223,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int stage = 0;
     uint32_t phase = 0;
     for (int tile = 0; tile < num_tiles; ++tile) {
-      int m0 = pixel_begin + tile * kTileM;
+      int m0 = tile_start(tile), m_end = tile_start(tile + 1);
       // Per row: the input pixel that tap (0, 0) reads, and a pointer to it.
       int ih0[kPasses], iw0[kPasses];
       Element const* row_ptr[kPasses];
@@ -231,7 +235,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       for (int ps = 0; ps < kPasses; ++ps) {
         int m = m0 + row0 + ps * kRowsPerPass;
         int n = 0, i = 0, j = 0;
-        bool row_ok = m < pixel_end;
+        bool row_ok = m < m_end;
         if (row_ok) grid.decode(m, n, i, j);
         ih0[ps] = row_ok ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
         iw0[ps] = j + ph.d_w;
@@ -325,7 +329,11 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       warpgroup_wait<0>();
       warpgroup_fence_operand(accum);
       if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[prev_stage]);
-      if (!(params.debug & 1)) Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
+      if (!(params.debug & 1)) {
+        PhaseGrid tile_grid = grid;
+        tile_grid.pixel_end = tile_start(k + 1);
+        Traits::Epilogue::apply(accum, ctx, params.out, tile_grid, tile_start(k), t);
+      }
     }
   }
 #endif
