@@ -25,16 +25,16 @@ for stage in $stages; do
     ctest)
       ctest --test-dir build/gpu --timeout 120 --output-on-failure 2>&1 | tee "$OUT/ctest.log" | tail -30 ;;
     pytest)
-      (cd /tmp && timeout 420 python3 -m pytest -q -p no:cacheprovider --junitxml="$OUT/pytest.xml" "$OLDPWD/tests" 2>&1) \
+      (cd /tmp && timeout 240 python3 -m pytest -q -p no:cacheprovider --junitxml="$OUT/pytest.xml" "$OLDPWD/tests" 2>&1) \
         | tee "$OUT/pytest.log" | grep -vE "^SKIPPED" | tail -25 ;;
     sanitize)
       # The native test binary covers six shapes (one odd-sized) x 3 dtypes x 2 layouts, fused and two-stage.
       {
         for tool in ${FCT_SANITIZERS:-memcheck racecheck}; do
-          compute-sanitizer --tool $tool --error-exitcode 3 build/gpu/fct_native_test | tail -3
+          timeout 120 compute-sanitizer --tool $tool --error-exitcode 3 build/gpu/fct_native_test | tail -3
           echo "$tool fct_native_test exit: ${PIPESTATUS[0]}"
         done
-        (cd /tmp && compute-sanitizer --tool memcheck --error-exitcode 3 python3 "$OLDPWD/scripts/sanitize_cases.py" | tail -4)
+        (cd /tmp && timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 python3 "$OLDPWD/scripts/sanitize_cases.py" | tail -4)
         echo "memcheck sanitize_cases.py exit: ${PIPESTATUS[0]}"
       } 2>&1 | tee "$OUT/sanitize.log" ;;
     quick)
@@ -44,10 +44,10 @@ for stage in $stages; do
       nvcc -O3 -std=c++17 -gencode=arch=compute_${ARCH},code=sm_${ARCH} -I csrc -I csrc/include \
         scripts/epilogue_tune.cu -o /tmp/epilogue_tune && /tmp/epilogue_tune | tee "$OUT/epilogue_tune.log" ;;
     bench)
-      (cd /tmp && python3 -m fused_convt_full.bench --json "$OUT/bench_default.json" --markdown "$OUT/bench_default.md" \
+      (cd /tmp && timeout 240 python3 -m fused_convt_full.bench --json "$OUT/bench_default.json" --markdown "$OUT/bench_default.md" \
         --plot "$OUT/bench_default.png" ${FCT_BENCH_ARGS:-}) 2>&1 | tee "$OUT/bench.log" | tail -30 ;;
     sweep)
-      (cd /tmp && python3 -m fused_convt_full.bench ${FCT_SWEEP_ARGS:---sweep cout --no-compile} --json "$OUT/bench_sweep.json" \
+      (cd /tmp && timeout 200 python3 -m fused_convt_full.bench ${FCT_SWEEP_ARGS:---sweep cout --no-compile} --json "$OUT/bench_sweep.json" \
         --markdown "$OUT/bench_sweep.md" --plot "$OUT/bench_sweep.png") 2>&1 | tee "$OUT/sweep.log" | tail -30 ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac

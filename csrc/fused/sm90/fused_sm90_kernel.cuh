@@ -50,6 +50,7 @@ struct Sm90Traits {
                                         std::conditional_t<std::is_same_v<Element, __half>, cutlass::half_t,
                                                            cutlass::bfloat16_t>>;
   static constexpr int kTileN = kTileN_;
+  static constexpr bool kSoftmax = kSoftmax_;
   // One consumer warpgroup holds kTileM x kTileN fp32 accumulators
   // (kTileM * kTileN / 128 registers per thread).
   static constexpr int kTileM = kTileM_;
@@ -149,14 +150,9 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   PhaseInfo const& ph = params.sched.phase[phase_idx];
   int local = int(blockIdx.x) - ph.cta_begin;
   int64_t const phase_rows = int64_t(params.N) * ph.rows;
-  int const row_begin = int(local * phase_rows / ph.ctas), row_end = int((local + 1) * phase_rows / ph.ctas);
-  int const pixel_begin = row_begin * ph.cols;
-  int const pixel_span = (row_end - row_begin) * ph.cols;
-  // Same tile count for every phase over the same rows (see phase_schedule.h).
-  int const num_tiles = int((int64_t(row_end - row_begin) * params.sched.max_cols + kTileM - 1) / kTileM);
-  // Tile k covers pixels [tile_start(k), tile_start(k + 1)), at most kTileM of them.
-  auto tile_start = [&](int k) { return pixel_begin + int(int64_t(k) * pixel_span / num_tiles); };
-  PhaseGrid const grid{ph.image_div, ph.col_div, 0, ph.r_h, ph.r_w};
+  int const pixel_begin = int(local * phase_rows / ph.ctas) * ph.cols;
+  int const pixel_end = int((local + 1) * phase_rows / ph.ctas) * ph.cols;
+  int const num_tiles = (pixel_end - pixel_begin + kTileM - 1) / kTileM;
   int taps_w = ph.taps_w;
   // A phase with no taps (e.g. k < s) still runs one k-block, of zeros, so that
   // every tile takes the same wgmma path and the accumulators are only ever
@@ -217,6 +213,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int const chunk = t % kChunks;
     int const row0 = t / kChunks;
     Element const* x = static_cast<Element const*>(params.x);
+    int const per_image = ph.rows * ph.cols;
     int const H = params.H, W = params.W, Cin_pad = params.Cin_pad;
     // This thread's rows are row0 + 16*ps: all share (row & 7), so their
     // swizzled destinations are one offset apart.
@@ -227,16 +224,16 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int stage = 0;
     uint32_t phase = 0;
     for (int tile = 0; tile < num_tiles; ++tile) {
-      int m0 = tile_start(tile), m_end = tile_start(tile + 1);
+      int m0 = pixel_begin + tile * kTileM;
       // Per row: the input pixel that tap (0, 0) reads, and a pointer to it.
       int ih0[kPasses], iw0[kPasses];
       Element const* row_ptr[kPasses];
       CUTLASS_PRAGMA_UNROLL
       for (int ps = 0; ps < kPasses; ++ps) {
         int m = m0 + row0 + ps * kRowsPerPass;
-        int n = 0, i = 0, j = 0;
-        bool row_ok = m < m_end;
-        if (row_ok) grid.decode(m, n, i, j);
+        int n = m / per_image, rem = m - n * per_image;
+        int i = rem / ph.cols, j = rem - i * ph.cols;
+        bool row_ok = m < pixel_end;
         ih0[ps] = row_ok ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
         iw0[ps] = j + ph.d_w;
         row_ptr[ps] = row_ok ? x + ((int64_t(n) * H + ih0[ps]) * W + iw0[ps]) * Cin_pad + chunk * kVec : x;
@@ -281,6 +278,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     auto* b_base = reinterpret_cast<MmaElement*>(smem_b);
     constexpr int kAElems = kTileM * kKBlock, kBElems = kTileN * kKBlock;
 
+    PhaseGrid grid{ph.rows, ph.cols, pixel_end, ph.r_h, ph.r_w};
     EpilogueContext ctx{cb2, bt, params.s,
                         stage_buf + consumer * kStageCols * stage_pitch<kTileM>(), 1 + consumer};
     int lane = t % 32;
@@ -329,11 +327,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       warpgroup_wait<0>();
       warpgroup_fence_operand(accum);
       if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[prev_stage]);
-      if (!(params.debug & 1)) {
-        PhaseGrid tile_grid = grid;
-        tile_grid.pixel_end = tile_start(k + 1);
-        Traits::Epilogue::apply(accum, ctx, params.out, tile_grid, tile_start(k), t);
-      }
+      if (!(params.debug & 1)) Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
     }
   }
 #endif

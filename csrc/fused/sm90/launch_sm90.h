@@ -109,6 +109,12 @@ Status can_implement(ConvTransposeProblem const& p) {
     cudaGetLastError();
     return Status::error("sm90 kernel not compiled into this build (add 90a to CMAKE_CUDA_ARCHITECTURES)");
   }
+  // Measured on the H100 (benchmarks/NOTES.md): with fp32 NCHW output this kernel
+  // is slower than the sm80 kernel (2.22 vs 1.89 ms on the reference problem).
+  // Its half-sector NCHW stores are read-modify-written in DRAM (0.26 GB DRAM
+  // reads instead of 0.035 GB at N = 32); 16-bit NCHW output still wins here.
+  if (std::is_same_v<typename Traits::Element, float> && p.out_layout == Layout::kNCHW && Traits::kSoftmax)
+    return Status::error("fp32 NCHW output: the sm80 kernel is faster on Hopper (measured)");
   if (p.stride_h * p.stride_w > kMaxPhases)
     return Status::error("stride_h * stride_w > " + std::to_string(kMaxPhases) + " phases");
   if (p.Cout_padded() > Traits::kTileN) return Status::error("Cout does not fit this variant's tile");

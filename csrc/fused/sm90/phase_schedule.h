@@ -11,8 +11,6 @@
 #include <cstdint>
 #include <string>
 
-#include "cutlass/fast_math.h"
-
 #include "fused_convt_full/api.h"
 
 namespace fct::sm90 {
@@ -26,7 +24,6 @@ struct PhaseInfo {
   int q_h, q_w;      // filter index of tap 0
   int taps_h, taps_w;
   int rows, cols;    // the phase's output grid (H_r, W_r)
-  cutlass::FastDivmod image_div, col_div;  // by rows * cols and by cols
   int cta_begin;     // this phase's CTAs are [cta_begin, cta_begin + ctas)
   int ctas;
 };
@@ -35,7 +32,6 @@ struct PhaseSchedule {
   int count = 0;
   int total_ctas = 0;
   int max_taps = 0;  // max over phases of taps_h * taps_w
-  int max_cols = 0;  // max over phases of W_r: sets the tile count per row range
   PhaseInfo phase[kMaxPhases];
 };
 
@@ -48,14 +44,7 @@ inline int phase_extent(int out, int r, int s) { return r >= out ? 0 : (out - r 
 // same number of CTAs, so the sibling phases that share output rows (same r_h,
 // hence the same R) cover the same rows at the same pace: their interleaved
 // NCHW writes, which fill half sectors each, meet in L2, and they read the same
-// input rows while those are in L2. For the same reason a CTA cuts its range
-// into the same number of tiles whatever its phase's W_r (max_cols pixels per
-// row, rounded up to tiles): tile k of every sibling covers the same fraction of
-// the same rows, a phase with narrower rows just fills its tiles slightly less.
-// Without this, phases with W_r = 65 and 64 drift apart by 1.5% of the range,
-// their half-written NCHW sectors leave L2 before the sibling's half arrives, and
-// DRAM does a read-modify-write per sector (measured: DRAM reads 0.27 GB instead
-// of 0.035 GB at N = 32).
+// input rows while those are in L2.
 inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_sms) {
   PhaseSchedule sched;
   int H_out = p.H_out(), W_out = p.W_out();
@@ -74,13 +63,8 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_
       ph.rows = phase_extent(H_out, r_h, p.stride_h);
       ph.cols = phase_extent(W_out, r_w, p.stride_w);
       ph.cta_begin = ph.ctas = 0;
-      if (ph.rows > 0 && ph.cols > 0) {
-        ++nonempty;
-        ph.image_div = cutlass::FastDivmod(ph.rows * ph.cols);
-        ph.col_div = cutlass::FastDivmod(ph.cols);
-      }
+      if (ph.rows > 0 && ph.cols > 0) ++nonempty;
       sched.max_taps = std::max(sched.max_taps, ph.taps_h * ph.taps_w);
-      sched.max_cols = std::max(sched.max_cols, ph.cols);
     }
   if (nonempty == 0) return sched;
   int per_phase = std::max(1, num_sms / nonempty);

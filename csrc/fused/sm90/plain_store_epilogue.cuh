@@ -22,8 +22,9 @@ struct PlainStoreEpilogue {
       for (int h = 0; h < 2; ++h) {
         int m = m0 + mi * 64 + warp * 16 + h * 8 + lane / 4;
         if (m >= grid.pixel_end) continue;
-        int n, i, j;
-        grid.decode(m, n, i, j);
+        int per_image = grid.rows * grid.cols;
+        int n = m / per_image, rem = m - n * per_image;
+        int i = rem / grid.cols, j = rem - i * grid.cols;
         int64_t oh = int64_t(i) * out.stride_h + grid.r_h, ow = int64_t(j) * out.stride_w + grid.r_w;
         Element* base = static_cast<Element*>(out.y) + ((int64_t(n) * out.H_out + oh) * out.W_out + ow) * out.Cout;
         CUTLASS_PRAGMA_UNROLL

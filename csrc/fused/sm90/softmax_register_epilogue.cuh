@@ -22,7 +22,6 @@
 #include <cstdint>
 
 #include "cute/tensor.hpp"
-#include "cutlass/fast_math.h"
 
 #include "common/epilogue_math.cuh"
 
@@ -39,18 +38,10 @@ struct OutputGeometry {
   bool no_stores;   // profiling only: compute everything, store nothing
 };
 
-// The phase grid (divisors by H_r * W_r and W_r, multiply-shift), and the end
-// of the tile's pixel range (rows at or past it belong to the next tile or CTA).
+// The phase grid, and the end of the CTA's pixel range (rows at or past it are
+// another CTA's).
 struct PhaseGrid {
-  cutlass::FastDivmod image_div, col_div;
-  int pixel_end, r_h, r_w;
-
-  // Phase-GEMM row m -> output pixel (n, i, j) of the phase grid.
-  __device__ __forceinline__ void decode(int m, int& n, int& i, int& j) const {
-    int rem;
-    image_div(n, rem, m);
-    col_div(i, j, rem);
-  }
+  int rows, cols, pixel_end, r_h, r_w;
 };
 
 // What the epilogue reads besides the accumulators.
@@ -99,57 +90,35 @@ struct SoftmaxRegisterEpilogue {
       apply_nhwc(acc, ctx, out, grid, m0, thread_in_wg);
   }
 
-  // Rows processed together. Two (both rows a thread holds per M-block) measured
-  // slower than one on the H100 (bf16 NHWC 0.93 vs 0.75 ms): storing one row while
-  // computing the next overlaps better.
-  static constexpr int kRowsTogether = 1;
-
-  // Softmax statistics of rows (mi, h0 .. h0 + kRowsTogether - 1): ev = exp2(l - max)
-  // per value (l = logit in log2 units), mx = row max of l, factor = -s*log2(e)/sum.
-  // Max and sum are tree-reduced so the dependent chains stay short: one epilogue
-  // warp per scheduler has no other warps to hide latency behind.
+  // One row's softmax statistics: returns the row max of the logits (log2
+  // units) and sets `factor` = -s*log2(e) / sum; `ev` holds exp2(l - max).
   template <class AccTensor>
-  __device__ __forceinline__ static void softmax_rows(AccTensor& acc, float const* cb2, int mi, int h0,
-                                                      int quad_col, float neg_s_log2e,
-                                                      float (&ev)[kRowsTogether][kColGroups][2],
-                                                      float (&mx)[kRowsTogether], float (&factor)[kRowsTogether]) {
+  __device__ __forceinline__ static float row_softmax(AccTensor& acc, float const* cb2, int mi, int h, int quad_col,
+                                                      float neg_s_log2e, float (&ev)[kColGroups][2],
+                                                      float& factor) {
     using cute::make_coord;
+    float mx = -INFINITY;
     CUTLASS_PRAGMA_UNROLL
     for (int j = 0; j < kColGroups; ++j) {
       float2 c = *reinterpret_cast<float2 const*>(cb2 + 8 * j + quad_col);
+      ev[j][0] = fmaf(acc(make_coord(0, h, j), mi, 0), kLog2e, c.x);
+      ev[j][1] = fmaf(acc(make_coord(1, h, j), mi, 0), kLog2e, c.y);
+      mx = fmaxf(mx, fmaxf(ev[j][0], ev[j][1]));
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    float sum = 0.0f;
+    CUTLASS_PRAGMA_UNROLL
+    for (int j = 0; j < kColGroups; ++j)
       CUTLASS_PRAGMA_UNROLL
-      for (int r = 0; r < kRowsTogether; ++r) {
-        ev[r][j][0] = fmaf(acc(make_coord(0, h0 + r, j), mi, 0), kLog2e, c.x);
-        ev[r][j][1] = fmaf(acc(make_coord(1, h0 + r, j), mi, 0), kLog2e, c.y);
+      for (int v = 0; v < 2; ++v) {
+        ev[j][v] = ex2_approx(ev[j][v] - mx);
+        sum += ev[j][v];
       }
-    }
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < kRowsTogether; ++r) {
-      float t[kColGroups];
-      CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < kColGroups; ++j) t[j] = fmaxf(ev[r][j][0], ev[r][j][1]);
-      CUTLASS_PRAGMA_UNROLL
-      for (int w = kColGroups / 2; w >= 1; w /= 2)
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < w; ++j) t[j] = fmaxf(t[j], t[j + w]);
-      mx[r] = fmaxf(t[0], __shfl_xor_sync(0xffffffffu, t[0], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    }
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < kRowsTogether; ++r) {
-      float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < kColGroups; ++j)
-        CUTLASS_PRAGMA_UNROLL
-        for (int v = 0; v < 2; ++v) {
-          ev[r][j][v] = ex2_approx(ev[r][j][v] - mx[r]);
-          part[(2 * j + v) % 4] += ev[r][j][v];
-        }
-      float sum = (part[0] + part[1]) + (part[2] + part[3]);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      factor[r] = neg_s_log2e * rcp_approx(sum);
-    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    factor = neg_s_log2e * rcp_approx(sum);
+    return mx;
   }
 
   // NHWC: a pixel's channels are contiguous, so each quad stores its row
@@ -164,31 +133,35 @@ struct SoftmaxRegisterEpilogue {
     float neg_s_log2e = -ctx.s * kLog2e;
     float const* bt = ctx.bt;
 
-    Element* y = static_cast<Element*>(out.y);
     CUTLASS_PRAGMA_UNROLL
     for (int mi = 0; mi < kMBlocks; ++mi) {
       CUTLASS_PRAGMA_UNROLL
-      for (int h0 = 0; h0 < 2; h0 += kRowsTogether) {
-        // The rows' values live in `ev`, not back in `acc`: writing WGMMA
+      for (int h = 0; h < 2; ++h) {
+        int row = mi * 64 + warp * 16 + h * 8 + lane / 4;
+        // The row's values live in `ev`, not back in `acc`: writing WGMMA
         // accumulator registers from ordinary instructions makes ptxas serialise
         // the next tile's wgmma chain (C7515).
-        float ev[kRowsTogether][kColGroups][2], mx[kRowsTogether], factor[kRowsTogether];
-        softmax_rows(acc, ctx.cb2, mi, h0, quad_col, neg_s_log2e, ev, mx, factor);
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < kRowsTogether; ++r) {
-          int m = m0 + mi * 64 + warp * 16 + (h0 + r) * 8 + lane / 4;
-          if (m >= grid.pixel_end) continue;
-          int n, i, jj;
-          grid.decode(m, n, i, jj);
-          int64_t oh = int64_t(i) * out.stride_h + grid.r_h;
-          int64_t ow = int64_t(jj) * out.stride_w + grid.r_w;
+        float ev[kColGroups][2];
+        float factor;
+        row_softmax(acc, ctx.cb2, mi, h, quad_col, neg_s_log2e, ev, factor);
+        int m = m0 + row;
+        if (m >= grid.pixel_end) continue;
+        int per_image = grid.rows * grid.cols;
+        int n = m / per_image;
+        int rem = m - n * per_image;
+        int i = rem / grid.cols;
+        int jj = rem - i * grid.cols;
+        int64_t oh = int64_t(i) * out.stride_h + grid.r_h;
+        int64_t ow = int64_t(jj) * out.stride_w + grid.r_w;
+        Element* y = static_cast<Element*>(out.y);
+        {
           Element* base = y + ((int64_t(n) * out.H_out + oh) * out.W_out + ow) * out.Cout;
           CUTLASS_PRAGMA_UNROLL
           for (int j = 0; j < kColGroups; ++j) {
             int col = 8 * j + quad_col;
             float2 t = *reinterpret_cast<float2 const*>(bt + col);
-            float y0 = rcp_approx(1.0f + ex2_approx(fmaf(factor[r], ev[r][j][0], t.x)));
-            float y1 = rcp_approx(1.0f + ex2_approx(fmaf(factor[r], ev[r][j][1], t.y)));
+            float y0 = rcp_approx(1.0f + ex2_approx(fmaf(factor, ev[j][0], t.x)));
+            float y1 = rcp_approx(1.0f + ex2_approx(fmaf(factor, ev[j][1], t.y)));
             if (out.no_stores) {
               if (y0 == 1234.5f && y1 == 1234.5f) base[col] = from_float<Element>(y0);  // keeps the math alive
             } else if (out.pair_store) {
@@ -224,14 +197,9 @@ struct SoftmaxRegisterEpilogue {
     CUTLASS_PRAGMA_UNROLL
     for (int mi = 0; mi < kMBlocks; ++mi)
       CUTLASS_PRAGMA_UNROLL
-      for (int h0 = 0; h0 < 2; h0 += kRowsTogether) {
-        float ev[kRowsTogether][kColGroups][2], mx[kRowsTogether], factor[kRowsTogether];
-        softmax_rows(acc, ctx.cb2, mi, h0, quad_col, neg_s_log2e, ev, mx, factor);
-        CUTLASS_PRAGMA_UNROLL
-        for (int r = 0; r < kRowsTogether; ++r) {
-          row_max[mi][h0 + r] = mx[r];
-          row_factor[mi][h0 + r] = factor[r];
-        }
+      for (int h = 0; h < 2; ++h) {
+        float ev[kColGroups][2];
+        row_max[mi][h] = row_softmax(acc, ctx.cb2, mi, h, quad_col, neg_s_log2e, ev, row_factor[mi][h]);
       }
 
     // Where this lane's store rows (lane + 32*q) land: pixel offset inside channel 0's plane.
@@ -240,8 +208,9 @@ struct SoftmaxRegisterEpilogue {
     CUTLASS_PRAGMA_UNROLL
     for (int q = 0; q < kRowsPerLane; ++q) {
       int m = m0 + lane + 32 * q;
-      int n = 0, i = 0, j = 0;
-      if (m < grid.pixel_end) grid.decode(m, n, i, j);
+      int per_image = grid.rows * grid.cols;
+      int n = m / per_image, rem = m - n * per_image;
+      int i = rem / grid.cols, j = rem - i * grid.cols;
       offset[q] = m < grid.pixel_end ? int64_t(n) * out.Cout * plane +
                                            (int64_t(i) * out.stride_h + grid.r_h) * out.W_out +
                                            int64_t(j) * out.stride_w + grid.r_w
