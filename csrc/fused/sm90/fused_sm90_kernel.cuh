@@ -246,7 +246,10 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
 
   if (wg == 0) {
     // ---------------------------------------------------------------- producer
-    cutlass::arch::warpgroup_reg_dealloc<48>();
+    // Register budget: the CTA was launched with 384 x 168 = 64512 registers and
+    // setmaxnreg only moves them between warpgroups: 128 x 40 + 256 x 232 = 64512.
+    // Asking for more (e.g. 48 here) makes the consumers' increase wait forever.
+    cutlass::arch::warpgroup_reg_dealloc<40>();
     constexpr int kRowsPerPass = kWarpgroupThreads / kChunks;  // 16 rows, 8 threads per 128-byte row
     constexpr int kPasses = kTileM / kRowsPerPass;
     int const chunk = t % kChunks;
