@@ -89,7 +89,6 @@ struct Sm90Params {
   int bias_offset;
   int staging_offset;
   int ordered;           // consumers take turns (required when stages <= kblocks)
-  int paired;            // each CTA serves a sibling pair (r_h, 0), (r_h, 1); consumer c owns phase c
   int debug;             // tuning only (FCT_SM90_DEBUG): 1 no epilogue, 2 no A loads, 4 no stores
   int barrier_offset;
 };
@@ -118,44 +117,6 @@ __device__ __forceinline__ float mma_operand<float>(float v) {
   return round_tf32(v);
 }
 
-// One phase's share of a CTA: rows [c*R/ctas, (c+1)*R/ctas) of its R = N * H_r
-// output rows, as pixels, and the k-blocks per tile. A phase with no taps (e.g.
-// k < s) still runs one k-block, of zeros, so that every tile takes the same
-// wgmma path and the accumulators are only ever defined by wgmma (ordinary writes
-// to them serialise the wgmma chain, C7515).
-// Tiles are kTileM pixels each, except in a paired CTA: there both phases cut
-// their range into the same number of tiles (sized for the wider phase), so tile
-// k of either phase covers the same output rows and the two halves of every
-// NCHW sector are stored one tile apart, from one SM.
-struct TileStream {
-  int pixel_begin, pixel_end, num_tiles, kblocks;
-  bool no_taps, proportional;
-
-  __device__ __forceinline__ int tile_begin(int k) const {
-    return proportional ? pixel_begin + int(int64_t(k) * (pixel_end - pixel_begin) / num_tiles) : pixel_begin + k * 64;
-  }
-  __device__ __forceinline__ int tile_end(int k) const {
-    return proportional ? tile_begin(k + 1) : min(pixel_begin + (k + 1) * 64, pixel_end);
-  }
-};
-
-template <int kTileM>
-__device__ __forceinline__ TileStream make_tile_stream(PhaseInfo const& ph, int local, int N, int cin_blocks,
-                                                       int paired_cols) {
-  static_assert(kTileM == 64, "TileStream::tile_begin assumes 64-row tiles");
-  TileStream st;
-  int64_t const rows = int64_t(N) * ph.rows;
-  int const row_begin = int(local * rows / ph.ctas), row_end = int((local + 1) * rows / ph.ctas);
-  st.pixel_begin = row_begin * ph.cols;
-  st.pixel_end = row_end * ph.cols;
-  st.proportional = paired_cols > 0;
-  st.num_tiles = st.proportional ? int((int64_t(row_end - row_begin) * paired_cols + kTileM - 1) / kTileM)
-                                 : (st.pixel_end - st.pixel_begin + kTileM - 1) / kTileM;
-  st.no_taps = ph.taps_h * ph.taps_w == 0;
-  st.kblocks = st.no_taps ? 1 : ph.taps_h * ph.taps_w * cin_blocks;
-  return st;
-}
-
 template <class Traits>
 __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params const __grid_constant__ params) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -181,19 +142,23 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   int const tid = threadIdx.x;
   int const stages = params.stages;
 
-  // This CTA's phase (paired: the sibling pair (r_h, 0), (r_h, 1), which share
-  // one CTA range) and its contiguous range of that phase's output rows.
+  // This CTA's phase and contiguous tile range.
   int phase_idx = 0;
   while (phase_idx + 1 < params.sched.count &&
          int(blockIdx.x) >= params.sched.phase[phase_idx].cta_begin + params.sched.phase[phase_idx].ctas)
     ++phase_idx;
-  bool const paired = params.paired;
-  PhaseInfo const& ph0 = params.sched.phase[phase_idx];
-  PhaseInfo const& ph1 = params.sched.phase[paired ? phase_idx + 1 : phase_idx];
-  int const local = int(blockIdx.x) - ph0.cta_begin;
-  int const paired_cols = paired ? max(ph0.cols, ph1.cols) : 0;
-  TileStream const st0 = make_tile_stream<kTileM>(ph0, local, params.N, params.cin_blocks, paired_cols);
-  TileStream const st1 = paired ? make_tile_stream<kTileM>(ph1, local, params.N, params.cin_blocks, paired_cols) : st0;
+  PhaseInfo const& ph = params.sched.phase[phase_idx];
+  int local = int(blockIdx.x) - ph.cta_begin;
+  int64_t const phase_rows = int64_t(params.N) * ph.rows;
+  int const pixel_begin = int(local * phase_rows / ph.ctas) * ph.cols;
+  int const pixel_end = int((local + 1) * phase_rows / ph.ctas) * ph.cols;
+  int const num_tiles = (pixel_end - pixel_begin + kTileM - 1) / kTileM;
+  int taps_w = ph.taps_w;
+  // A phase with no taps (e.g. k < s) still runs one k-block, of zeros, so that
+  // every tile takes the same wgmma path and the accumulators are only ever
+  // defined by wgmma (ordinary writes to them serialise the wgmma chain, C7515).
+  bool const no_taps = ph.taps_h * taps_w == 0;
+  int kblocks = no_taps ? 1 : ph.taps_h * taps_w * params.cin_blocks;
 
   if (tid == 0) {
     for (int st = 0; st < stages; ++st) {
@@ -205,15 +170,14 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   }
   prescale_bias(cb2, bt, kTileN, params.out.Cout, params.conv_b, params.b, params.s, tid, kThreads);
 
-  // The phase's filter, once (paired: both phases', one after the other):
-  // B[n][kb-row] = w_packed[cin][q_h + s_h*th][q_w + s_w*tw][n], read as 16-byte
-  // vectors along n (Cout_pad is a multiple of 8), written transposed into the
-  // swizzled blocks.
-  auto load_filter = [&](PhaseInfo const& q, TileStream const& st, char* dst_base) {
+  // The phase's filter, once: B[n][kb-row] = w_packed[cin][q_h + s_h*th][q_w + s_w*tw][n],
+  // read as 16-byte vectors along n (Cout_pad is a multiple of 8) and written
+  // transposed into the swizzled blocks.
+  {
     using Vec = uint4;
     Element const* w = static_cast<Element const*>(params.w_packed);
     constexpr int kNVecs = kTileN / kVec;
-    int total = st.kblocks * kKBlock * kNVecs;
+    int total = kblocks * kKBlock * kNVecs;
 #pragma unroll 4
     for (int idx = tid; idx < total; idx += kThreads) {
       int n0 = (idx % kNVecs) * kVec;
@@ -221,22 +185,19 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       int kk = rest % kKBlock;
       int kb = rest / kKBlock;
       int tap = kb / params.cin_blocks, cb = kb - tap * params.cin_blocks;
-      int th = tap / q.taps_w, tw = tap - th * q.taps_w;
+      int th = tap / taps_w, tw = tap - th * taps_w;
       int cin = cb * kKBlock + kk;
-      int r = q.q_h + params.stride_h * th, c = q.q_w + params.stride_w * tw;
+      int r = ph.q_h + params.stride_h * th, c = ph.q_w + params.stride_w * tw;
       Vec v = make_uint4(0, 0, 0, 0);
-      if (!st.no_taps && n0 < params.Cout_pad && cin < params.Cin_pad)
+      if (!no_taps && n0 < params.Cout_pad && cin < params.Cin_pad)
         v = *reinterpret_cast<Vec const*>(w + ((int64_t(cin) * params.kH + r) * params.kW + c) * params.Cout_pad + n0);
       Element const* e = reinterpret_cast<Element const*>(&v);
-      char* dst = dst_base + kb * Traits::kBBlockBytes + (kk % kVec) * sizeof(Element);
+      char* dst = smem_b + kb * Traits::kBBlockBytes + (kk % kVec) * sizeof(Element);
       CUTLASS_PRAGMA_UNROLL
       for (int u = 0; u < kVec; ++u)
         *reinterpret_cast<Element*>(dst + swizzle_128b(n0 + u, kk / kVec)) = mma_operand(e[u]);
     }
-  };
-  char* const smem_b1 = smem_b + st0.kblocks * Traits::kBBlockBytes;
-  load_filter(ph0, st0, smem_b);
-  if (paired) load_filter(ph1, st1, smem_b1);
+  }
   // Plain stores feed the tensor cores next: make them visible to the async proxy.
   cutlass::arch::fence_view_async_shared();
   __syncthreads();
@@ -248,13 +209,15 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     // ---------------------------------------------------------------- producer
     // Register budget: the CTA was launched with 384 x 168 = 64512 registers and
     // setmaxnreg only moves them between warpgroups: 128 x 40 + 256 x 232 = 64512.
-    // Asking for more (e.g. 48 here) makes the consumers' increase wait forever.
+    // Asking for more (a 48-register producer was tried) makes the consumers'
+    // increase wait forever.
     cutlass::arch::warpgroup_reg_dealloc<40>();
     constexpr int kRowsPerPass = kWarpgroupThreads / kChunks;  // 16 rows, 8 threads per 128-byte row
     constexpr int kPasses = kTileM / kRowsPerPass;
     int const chunk = t % kChunks;
     int const row0 = t / kChunks;
     Element const* x = static_cast<Element const*>(params.x);
+    int const per_image = ph.rows * ph.cols;
     int const H = params.H, W = params.W, Cin_pad = params.Cin_pad;
     // This thread's rows are row0 + 16*ps: all share (row & 7), so their
     // swizzled destinations are one offset apart.
@@ -264,19 +227,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     // of divisions (ring position and tap/channel-block advance incrementally).
     int stage = 0;
     uint32_t phase = 0;
-    // Tiles in the order the consumers take them: unpaired, the phase's tiles in
-    // order (consumers alternate); paired, the two phases' tiles interleaved
-    // (phase 0 tile i, phase 1 tile i, ...), each consumer owning one phase.
-    int next0 = 0, next1 = 0;
-    int const total_tiles = paired ? st0.num_tiles + st1.num_tiles : st0.num_tiles;
-    for (int q = 0; q < total_tiles; ++q) {
-      bool const take0 = !paired || (next0 < st0.num_tiles && (next0 <= next1 || next1 >= st1.num_tiles));
-      TileStream const st = take0 ? st0 : st1;
-      PhaseInfo const& ph = take0 ? ph0 : ph1;
-      int const tile = take0 ? next0++ : next1++;
-      int const taps_w = ph.taps_w;
-      int const m0 = st.tile_begin(tile), m_end = st.tile_end(tile);
-      int const per_image = ph.rows * ph.cols;
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      int m0 = pixel_begin + tile * kTileM;
       // Per row: the input pixel that tap (0, 0) reads, and a pointer to it.
       int ih0[kPasses], iw0[kPasses];
       Element const* row_ptr[kPasses];
@@ -285,15 +237,15 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
         int m = m0 + row0 + ps * kRowsPerPass;
         int n = m / per_image, rem = m - n * per_image;
         int i = rem / ph.cols, j = rem - i * ph.cols;
-        bool row_ok = m < m_end;
+        bool row_ok = m < pixel_end;
         ih0[ps] = row_ok ? i + ph.d_h : -(1 << 29);  // an invalid row fails every bounds check
         iw0[ps] = j + ph.d_w;
         row_ptr[ps] = row_ok ? x + ((int64_t(n) * H + ih0[ps]) * W + iw0[ps]) * Cin_pad + chunk * kVec : x;
       }
       int th = 0, tw = 0, cb = 0;
       int64_t tap_offset = 0;  // -(th * W + tw) * Cin_pad + cb * kKBlock
-      for (int kb = 0; kb < st.kblocks; ++kb) {
-        bool cin_ok = !st.no_taps && cb * kKBlock + chunk * kVec < Cin_pad;
+      for (int kb = 0; kb < kblocks; ++kb) {
+        bool cin_ok = !no_taps && cb * kKBlock + chunk * kVec < Cin_pad;
         cutlass::arch::ClusterBarrier::wait(&empty_bar[stage], phase ^ 1);
         uint32_t dst = dst0 + stage * Traits::kStageBytes;
         CUTLASS_PRAGMA_UNROLL
@@ -327,35 +279,27 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     typename Traits::TiledMma tiled_mma;
     auto thr_mma = tiled_mma.get_thread_slice(t);
     auto* a_base = reinterpret_cast<MmaElement*>(smem_a);
+    auto* b_base = reinterpret_cast<MmaElement*>(smem_b);
     constexpr int kAElems = kTileM * kKBlock, kBElems = kTileN * kKBlock;
 
-    // Paired: this consumer's phase is its index; unpaired: both share phase 0.
-    bool const mine1 = paired && consumer == 1;
-    TileStream const st = mine1 ? st1 : st0;
-    PhaseInfo const& ph = mine1 ? ph1 : ph0;
-    auto* const b_base = reinterpret_cast<MmaElement*>(mine1 ? smem_b1 : smem_b);
-    int const kblocks = st.kblocks;
-    PhaseGrid grid{ph.rows, ph.cols, 0, ph.r_h, ph.r_w};
+    PhaseGrid grid{ph.rows, ph.cols, pixel_end, ph.r_h, ph.r_w};
     EpilogueContext ctx{cb2, bt, params.s,
                         stage_buf + consumer * kStageCols * stage_pitch<kTileM>(), 1 + consumer};
     int lane = t % 32;
 
-    for (int k = paired ? 0 : consumer; k < st.num_tiles; k += paired ? 1 : 2) {
+    for (int k = consumer; k < num_tiles; k += 2) {
       // Parity waits are exact only while a waiter is at most one phase ahead of
       // the barrier: a consumer waiting for slot s needs slot s - stages already
       // filled. With stages > kblocks that follows from the consumer's own
       // previous waits, and the two warpgroups run their mainloops concurrently
-      // (two independent wgmma chains). With a shallower ring (never paired) they
-      // take turns: a tile's mainloop starts once the other consumer has seen
-      // all of tile k-1's stages filled.
+      // (two independent wgmma chains). With a shallower ring they take turns:
+      // a tile's mainloop starts once the other consumer has seen all of tile
+      // k-1's stages filled.
       if (params.ordered && k > 0) cutlass::arch::ClusterBarrier::wait(&turn_bar[consumer ^ 1], ((k - 1) / 2) & 1);
       // Declared per tile (as CUTLASS's persistent kernels do): no value flows
       // from one tile's epilogue into the next tile's wgmma chain.
       Tensor accum = partition_fragment_C(tiled_mma, Shape<Int<kTileM>, Int<kTileN>>{});
-      // Slots the producer filled before this tile (see its tile order).
-      int const slot0 = !paired      ? k * kblocks
-                        : mine1      ? k * st1.kblocks + min(k + 1, st0.num_tiles) * st0.kblocks
-                                     : k * st0.kblocks + min(k, st1.num_tiles) * st1.kblocks;
+      int const slot0 = k * kblocks;
       int stage = slot0 % stages, prev_stage = 0;
       uint32_t phase = (slot0 / stages) & 1;
       warpgroup_fence_operand(accum);
@@ -387,10 +331,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       warpgroup_wait<0>();
       warpgroup_fence_operand(accum);
       if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[prev_stage]);
-      if (!(params.debug & 1)) {
-        grid.pixel_end = st.tile_end(k);
-        Traits::Epilogue::apply(accum, ctx, params.out, grid, st.tile_begin(k), t);
-      }
+      if (!(params.debug & 1)) Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
     }
   }
 #endif

@@ -97,45 +97,6 @@ int cin_blocks(ConvTransposeProblem const& p) {
   return (p.Cin_padded() + Traits::kKBlock - 1) / Traits::kKBlock;
 }
 
-// How a problem runs: the grid split, whether CTAs serve sibling-phase pairs,
-// the shared-memory layout, and whether the consumers must take turns.
-struct LaunchPlan {
-  PhaseSchedule sched;
-  SmemPlan smem;
-  bool paired = false, ordered = false;
-  int max_kblocks = 1;
-};
-
-inline bool env_flag(char const* name, bool fallback) {
-  char const* v = std::getenv(name);
-  return v ? std::atoi(v) != 0 : fallback;
-}
-
-// Paired CTAs (NCHW output, stride_w == 2) hold both siblings' filters so one SM
-// writes both halves of every output sector; taken when the two filters still
-// leave a ring deeper than a tile's k-blocks (the consumers run concurrently).
-// FCT_SM90_PAIRED=0 turns it off (for A/B measurements).
-template <class Traits>
-LaunchPlan make_launch_plan(ConvTransposeProblem const& p, DeviceFacts const& dev) {
-  LaunchPlan lp;
-  PhaseSchedule probe = make_phase_schedule(p, dev.sms);
-  lp.max_kblocks = std::max(1, probe.max_taps * cin_blocks<Traits>(p));
-  if (p.out_layout == Layout::kNCHW && p.stride_w == 2 && p.W_out() >= 2 && env_flag("FCT_SM90_PAIRED", true)) {
-    SmemPlan two = plan_smem<Traits>(2 * lp.max_kblocks, dev.smem_optin);
-    if (two.stages > lp.max_kblocks) {
-      lp.paired = true;
-      lp.smem = two;
-      lp.sched = make_phase_schedule(p, dev.sms, true);
-      return lp;
-    }
-  }
-  lp.sched = probe;
-  lp.smem = plan_smem<Traits>(lp.max_kblocks, dev.smem_optin);
-  // Concurrent mainloops need stages > kblocks (see the kernel); FCT_SM90_ORDERED=1 forces turns.
-  lp.ordered = lp.smem.stages <= lp.max_kblocks || env_flag("FCT_SM90_ORDERED", false);
-  return lp;
-}
-
 template <class Traits>
 Status can_implement(ConvTransposeProblem const& p) {
   DeviceFacts dev;
@@ -148,22 +109,23 @@ Status can_implement(ConvTransposeProblem const& p) {
     cudaGetLastError();
     return Status::error("sm90 kernel not compiled into this build (add 90a to CMAKE_CUDA_ARCHITECTURES)");
   }
+  // Measured on the H100 (benchmarks/NOTES.md): with fp32 NCHW output this kernel
+  // is slower than the sm80 kernel (2.22 vs 1.89 ms on the reference problem).
+  // Its half-sector NCHW stores are read-modify-written in DRAM (0.26 GB DRAM
+  // reads instead of 0.035 GB at N = 32); 16-bit NCHW output still wins here.
+  if (std::is_same_v<typename Traits::Element, float> && p.out_layout == Layout::kNCHW && Traits::kSoftmax)
+    return Status::error("fp32 NCHW output: the sm80 kernel is faster on Hopper (measured)");
   if (p.stride_h * p.stride_w > kMaxPhases)
     return Status::error("stride_h * stride_w > " + std::to_string(kMaxPhases) + " phases");
   if (p.Cout_padded() > Traits::kTileN) return Status::error("Cout does not fit this variant's tile");
-  LaunchPlan lp = make_launch_plan<Traits>(p, dev);
-  for (int i = 0; i < lp.sched.count; ++i)
-    if (int64_t(p.N) * lp.sched.phase[i].rows * lp.sched.phase[i].cols >= (int64_t(1) << 31))
+  PhaseSchedule sched = make_phase_schedule(p, dev.sms);
+  for (int i = 0; i < sched.count; ++i)
+    if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31))
       return Status::error("a phase has >= 2^31 output pixels");
-  if (lp.smem.stages < 2)
-    return Status::error("the phase filter (" + std::to_string(lp.sched.max_taps) + " taps x Cin " +
+  SmemPlan plan = plan_smem<Traits>(std::max(1, sched.max_taps * cin_blocks<Traits>(p)), dev.smem_optin);
+  if (plan.stages < 2)
+    return Status::error("the phase filter (" + std::to_string(sched.max_taps) + " taps x Cin " +
                          std::to_string(p.Cin) + ") does not fit in shared memory next to the A pipeline");
-  // Measured on the H100 (benchmarks/NOTES.md): unpaired, fp32 NCHW output is
-  // slower here than in the sm80 kernel (2.22 vs 1.89 ms on the reference
-  // problem): the half-sector stores of one phase are read-modify-written in DRAM.
-  if (std::is_same_v<typename Traits::Element, float> && p.out_layout == Layout::kNCHW && Traits::kSoftmax &&
-      !lp.paired)
-    return Status::error("fp32 NCHW output whose sibling phases do not fit one CTA: the sm80 kernel is faster");
   return Status::success();
 }
 
@@ -172,9 +134,8 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   DeviceFacts dev;
   Status st = current_device_facts(dev);
   if (!st.ok) return st;
-  LaunchPlan lp = make_launch_plan<Traits>(p, dev);
   Sm90Params params{};
-  params.sched = lp.sched;
+  params.sched = make_phase_schedule(p, dev.sms);
   if (params.sched.total_ctas == 0) return Status::success();
   params.x = a.x;
   params.w_packed = a.w_packed;
@@ -202,16 +163,17 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   out.pair_store = !out.nchw && p.Cout % 2 == 0 &&
                    reinterpret_cast<uintptr_t>(a.y) % (2 * sizeof(typename Traits::Element)) == 0;
 
-  SmemPlan const& plan = lp.smem;
+  SmemPlan plan = plan_smem<Traits>(std::max(1, params.sched.max_taps * params.cin_blocks), dev.smem_optin);
   params.stages = plan.stages;
   params.b_offset = plan.b_offset;
   params.bias_offset = plan.bias_offset;
   params.staging_offset = plan.staging_offset;
-  params.barrier_offset = plan.barrier_offset;
-  params.paired = lp.paired;
-  params.ordered = lp.ordered;
   params.debug = debug_setting();
+  // Concurrent mainloops need stages > kblocks (see the kernel); FCT_SM90_ORDERED=1 forces turns.
+  int max_kblocks = std::max(1, params.sched.max_taps * params.cin_blocks);
+  params.ordered = plan.stages <= max_kblocks || (std::getenv("FCT_SM90_ORDERED") && std::atoi(std::getenv("FCT_SM90_ORDERED")) == 1);
   out.no_stores = params.debug & 4;
+  params.barrier_offset = plan.barrier_offset;
 
   auto kernel = fused_sm90_kernel<Traits>;
   st = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.bytes),

@@ -45,11 +45,7 @@ inline int phase_extent(int out, int r, int s) { return r >= out ? 0 : (out - r 
 // hence the same R) cover the same rows at the same pace: their interleaved
 // NCHW writes, which fill half sectors each, meet in L2, and they read the same
 // input rows while those are in L2.
-//
-// Paired (stride_w == 2): the sibling phases (r_h, 0) and (r_h, 1) share one CTA
-// range; such a CTA serves both (see the kernel), so the units that get CTAs are
-// the stride_h pairs.
-inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_sms, bool paired = false) {
+inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_sms) {
   PhaseSchedule sched;
   int H_out = p.H_out(), W_out = p.W_out();
   int nonempty = 0;
@@ -71,19 +67,6 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_
       sched.max_taps = std::max(sched.max_taps, ph.taps_h * ph.taps_w);
     }
   if (nonempty == 0) return sched;
-  if (paired) {
-    // Both phases of a pair have the same rows; the pair is empty only if both are.
-    int per_pair = std::max(1, num_sms / p.stride_h);
-    for (int i = 0; i + 1 < sched.count; i += 2) {
-      PhaseInfo &a = sched.phase[i], &b = sched.phase[i + 1];
-      bool empty = a.rows == 0 || (a.cols == 0 && b.cols == 0);
-      int ctas = empty ? 0 : int(std::min<int64_t>(per_pair, int64_t(p.N) * a.rows));
-      a.cta_begin = b.cta_begin = sched.total_ctas;
-      a.ctas = b.ctas = ctas;
-      sched.total_ctas += ctas;
-    }
-    return sched;
-  }
   int per_phase = std::max(1, num_sms / nonempty);
   for (int i = 0; i < sched.count; ++i) {
     PhaseInfo& ph = sched.phase[i];
