@@ -6,9 +6,10 @@
 //   * a producer warpgroup gathers A (pixels x [tap, Cin chunk]) from NHWC x with
 //     16-byte cp.async (zero-fill for taps outside the input and padded
 //     channels) into a ring of 128-byte-swizzled stages;
-//   * two consumer warpgroups take turns ("ping-pong"): each owns every other
-//     tile, runs its k-blocks on WGMMA, then its epilogue, so one warpgroup's
-//     softmax and stores overlap the other's tensor-core work.
+//   * two consumer warpgroups each own every other tile, run its k-blocks on
+//     WGMMA, then its epilogue, so one warpgroup's softmax and stores overlap the
+//     other's tensor-core work. Their mainloops run concurrently when the ring is
+//     deeper than a tile's k-blocks, else they take turns ("ping-pong").
 // Each CTA serves one phase (phase_schedule.h) and keeps that phase's packed
 // filter resident in shared memory, loaded once: only A streams.
 //

@@ -86,8 +86,9 @@ Status softmax_epilogue_naive(DType dtype, Layout layout, int64_t N, int64_t C, 
                               cudaStream_t stream);
 
 // Benchmark baseline: the fused kernel's mainloop (Cout <= 128 configuration)
-// with CUTLASS's stock linear-combination epilogue; writes the raw conv output
-// (no bias) to y as NHWC [N][H_out][W_out][Cout_padded].
+// with a plain epilogue — on Hopper the sm90 kernel with a plain store epilogue,
+// elsewhere the sm80 kernel with CUTLASS's stock linear-combination epilogue.
+// Writes the raw conv output (no bias) to y as NHWC [N][H_out][W_out][Cout_padded].
 Status plain_dgrad_forward(ConvTransposeProblem const& p, void const* x, void const* w_packed, void* y,
                            cudaStream_t stream);
 
