@@ -29,7 +29,10 @@ inline Status current_device_facts(DeviceFacts& out) {
   static bool known[64] = {};
   int dev = 0;
   Status st = cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
-  if (!st.ok) return st;
+  if (!st.ok) {
+    cudaGetLastError();  // no device (CPU-only machine): leave no stale error for later calls
+    return st;
+  }
   std::lock_guard<std::mutex> lock(mu);
   if (dev < 0 || dev >= 64) return Status::error("device index out of range");
   if (!known[dev]) {
