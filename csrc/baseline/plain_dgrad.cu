@@ -5,7 +5,9 @@
 // elsewhere the sm80 strided-dgrad configuration (CTA_N = 128) with CUTLASS's
 // stock linear-combination epilogue.
 #include "fused/launch.h"
+#if defined(FCT_WITH_SM90A)
 #include "fused/sm90/launch_sm90.h"
+#endif
 
 #include "cutlass/conv/conv3d_problem_size.h"
 #include "cutlass/conv/device/implicit_gemm_convolution.h"
@@ -14,6 +16,7 @@
 namespace fct {
 namespace {
 
+#if defined(FCT_WITH_SM90A)
 template <typename Element>
 Status run_plain_sm90(ConvTransposeProblem const& p, void const* x, void const* w_packed, void* y,
                       cudaStream_t stream, bool* ran) {
@@ -31,6 +34,7 @@ Status run_plain_sm90(ConvTransposeProblem const& p, void const* x, void const* 
   a.stream = stream;
   return sm90::launch<Traits>(padded, a);
 }
+#endif
 
 template <typename Element>
 Status run_plain(ConvTransposeProblem const& p, void const* x, void const* w_packed, void* y, cudaStream_t stream) {
@@ -57,6 +61,7 @@ Status run_plain(ConvTransposeProblem const& p, void const* x, void const* w_pac
 Status plain_dgrad_forward(ConvTransposeProblem const& p, void const* x, void const* w_packed, void* y,
                            cudaStream_t stream) {
   if (p.Cout_padded() > 128) return Status::error("plain dgrad baseline is instantiated for Cout <= 128 only");
+#if defined(FCT_WITH_SM90A)
   bool ran = false;
   Status st;
   switch (p.dtype) {
@@ -65,6 +70,7 @@ Status plain_dgrad_forward(ConvTransposeProblem const& p, void const* x, void co
     case DType::kBFloat16: st = run_plain_sm90<__nv_bfloat16>(p, x, w_packed, y, stream, &ran); break;
   }
   if (ran) return st;
+#endif
   switch (p.dtype) {
     case DType::kFloat32: return run_plain<float>(p, x, w_packed, y, stream);
     case DType::kFloat16: return run_plain<cutlass::half_t>(p, x, w_packed, y, stream);

@@ -10,14 +10,17 @@ namespace fct {
 namespace {
 
 // Every instantiated variant in order of preference: the Hopper persistent
-// kernels first (they refuse on other GPUs, in builds without sm_90a, and when
-// the phase filter does not fit in shared memory), then the sm80 kernels that
+// kernels first (they refuse on other GPUs and when the phase filter does not
+// fit in shared memory; builds without sm_90a leave them out), then the sm80 kernels that
 // run everywhere; smallest CTA_N first within each. The first variant whose tile
 // holds all output channels and that can take the problem wins.
 FusedVariant const* const kVariants[] = {
+#if defined(FCT_WITH_SM90A)  // built only when sm_90a is compiled (CMakeLists.txt)
     &kSm90Fp32N64,  &kSm90Fp32N128,  &kSm90Fp32N256,  &kSm90Fp16N64,  &kSm90Fp16N128,  &kSm90Fp16N256,
-    &kSm90Bf16N64,  &kSm90Bf16N128,  &kSm90Bf16N256,  &kFusedFp32N64, &kFusedFp32N128, &kFusedFp32N256,
-    &kFusedFp16N64, &kFusedFp16N128, &kFusedFp16N256, &kFusedBf16N64, &kFusedBf16N128, &kFusedBf16N256,
+    &kSm90Bf16N64,  &kSm90Bf16N128,  &kSm90Bf16N256,
+#endif
+    &kFusedFp32N64, &kFusedFp32N128, &kFusedFp32N256, &kFusedFp16N64, &kFusedFp16N128, &kFusedFp16N256,
+    &kFusedBf16N64, &kFusedBf16N128, &kFusedBf16N256,
 };
 constexpr int kMaxTileN = 256;
 constexpr int kMaxFilter = 32;  // CUTLASS's strided-dgrad iterators index R, S <= 32
