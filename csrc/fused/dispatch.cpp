@@ -58,18 +58,21 @@ std::string refusal(ConvTransposeProblem const& p) {
   return {};
 }
 
+// Refusal checks, then the first variant that takes the problem: done once per
+// call (a variant's can_implement may query the device and plan its launch).
+FusedVariant const* choose_variant(ConvTransposeProblem const& p, std::string* reason) {
+  *reason = refusal(p);
+  if (!reason->empty()) return nullptr;
+  *reason = "no fused variant instantiated for this dtype";
+  return select_variant(p, reason);
+}
+
 }  // namespace
 
 FusedSupport fused_support(ConvTransposeProblem const& p) {
   FusedSupport out;
-  out.reason = refusal(p);
-  if (!out.reason.empty()) return out;
-  std::string why = "no fused variant instantiated for this dtype";
-  FusedVariant const* v = select_variant(p, &why);
-  if (!v) {
-    out.reason = why;
-    return out;
-  }
+  FusedVariant const* v = choose_variant(p, &out.reason);
+  if (!v) return out;
   out.ok = true;
   out.kernel_name = v->name();
   out.reason = "Cout " + std::to_string(p.Cout) + " fits a CTA_N = " + std::to_string(v->tile_n) +
@@ -94,11 +97,14 @@ Status fused_forward(ConvTransposeProblem const& p, void const* x, void const* w
 Status fused_forward_variant(std::string const& variant, ConvTransposeProblem const& p, void const* x,
                              void const* w_packed, float const* conv_b, float const* b, float s, void* y,
                              cudaStream_t stream) {
-  FusedSupport support = fused_support(p);
-  if (!support.ok) return Status::error("fused kernel does not cover this problem: " + support.reason);
-  FusedVariant const* chosen = select_variant(p);
-  if (!variant.empty()) {
-    chosen = nullptr;
+  std::string reason;
+  FusedVariant const* chosen = nullptr;
+  if (variant.empty()) {
+    chosen = choose_variant(p, &reason);
+    if (!chosen) return Status::error("fused kernel does not cover this problem: " + reason);
+  } else {
+    reason = refusal(p);
+    if (!reason.empty()) return Status::error("fused kernel does not cover this problem: " + reason);
     for (FusedVariant const* v : kVariants)
       if (v->name() == variant) chosen = v;
     VariantList extra = experimental_variants();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -19,7 +20,7 @@
 namespace fct::sm90 {
 
 struct DeviceFacts {
-  int cc_major = 0, cc_minor = 0, sms = 0, smem_optin = 0;
+  int index = 0, cc_major = 0, cc_minor = 0, sms = 0, smem_optin = 0;
 };
 
 // Queried once per device: the dispatcher asks on every call.
@@ -37,6 +38,7 @@ inline Status current_device_facts(DeviceFacts& out) {
   if (dev < 0 || dev >= 64) return Status::error("device index out of range");
   if (!known[dev]) {
     DeviceFacts f;
+    f.index = dev;
     cudaDeviceGetAttribute(&f.cc_major, cudaDevAttrComputeCapabilityMajor, dev);
     cudaDeviceGetAttribute(&f.cc_minor, cudaDevAttrComputeCapabilityMinor, dev);
     cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev);
@@ -52,6 +54,22 @@ inline Status current_device_facts(DeviceFacts& out) {
 
 // full[kMaxStages], empty[kMaxStages], turn[2] mbarriers.
 constexpr int kBarrierBytes = (2 * kMaxStages + 2) * 8;
+
+// Whether the kernel has a loadable image on device `dev`; asked once per device,
+// since the dispatcher checks on every call.
+template <class Traits>
+bool kernel_image_loads(int dev) {
+  static std::atomic<int> known[64];  // 0 unknown, 1 yes, -1 no
+  if (dev < 0 || dev >= 64) return false;
+  int k = known[dev].load(std::memory_order_relaxed);
+  if (k == 0) {
+    cudaFuncAttributes attr;
+    k = cudaFuncGetAttributes(&attr, fused_sm90_kernel<Traits>) == cudaSuccess ? 1 : -1;
+    if (k < 0) cudaGetLastError();
+    known[dev].store(k, std::memory_order_relaxed);
+  }
+  return k > 0;
+}
 
 struct SmemPlan {
   int stages = 0, b_offset = 0, bias_offset = 0, staging_offset = 0, barrier_offset = 0, bytes = 0;
@@ -106,12 +124,8 @@ Status can_implement(ConvTransposeProblem const& p) {
   Status st = current_device_facts(dev);
   if (!st.ok) return Status::error("sm90 kernel: no CUDA device (" + st.message + ")");
   if (dev.cc_major != 9 || dev.cc_minor != 0) return Status::error("sm90 kernel needs a Hopper (sm_90) GPU");
-  // Present only when the library was built for sm_90a.
-  cudaFuncAttributes attr;
-  if (cudaFuncGetAttributes(&attr, fused_sm90_kernel<Traits>) != cudaSuccess) {
-    cudaGetLastError();
-    return Status::error("sm90 kernel not compiled into this build (add 90a to CMAKE_CUDA_ARCHITECTURES)");
-  }
+  if (!kernel_image_loads<Traits>(dev.index))
+    return Status::error("sm90 kernel has no image for this GPU in this build (add 90a to CMAKE_CUDA_ARCHITECTURES)");
   // Measured on the H100 (benchmarks/NOTES.md): with fp32 NCHW output this kernel
   // is slower than the sm80 kernel (2.22 vs 1.89 ms on the reference problem).
   // Its half-sector NCHW stores are read-modify-written in DRAM (0.26 GB DRAM
