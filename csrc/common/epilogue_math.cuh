@@ -57,13 +57,22 @@ struct AccurateMath {
 };
 
 // MufuMath: log2 units, so each exp is one ex2.approx and the sigmoid one more ex2
-// and one rcp.approx; the scale and the bias fold into one FMA.
+// and one rcp.approx; the scale and the bias fold into one FMA. The fused kernels
+// fold the per-channel constants once per CTA (logit_offset, bias_term) and use
+// the *_folded forms per element.
 struct MufuMath {
-  __device__ __forceinline__ static float logit(float z, float conv_b) { return fmaf(z, kLog2e, conv_b * kLog2e); }
+  __device__ __forceinline__ static float logit_offset(float conv_b) { return conv_b * kLog2e; }
+  __device__ __forceinline__ static float bias_term(float b, float s) { return -s * kLog2e * b; }
+  __device__ __forceinline__ static float logit_folded(float z, float offset) { return fmaf(z, kLog2e, offset); }
+  __device__ __forceinline__ static float output_folded(float e, float factor, float bias_term) {
+    return rcp_approx(1.0f + ex2_approx(fmaf(factor, e, bias_term)));
+  }
+
+  __device__ __forceinline__ static float logit(float z, float conv_b) { return logit_folded(z, logit_offset(conv_b)); }
   __device__ __forceinline__ static float exp(float d) { return ex2_approx(d); }
   __device__ __forceinline__ static float pixel_factor(float sum, float s) { return -s * kLog2e * rcp_approx(sum); }
   __device__ __forceinline__ static float output(float e, float factor, float b, float s) {
-    return rcp_approx(1.0f + ex2_approx(fmaf(factor, e, -s * kLog2e * b)));
+    return output_folded(e, factor, bias_term(b, s));
   }
 };
 

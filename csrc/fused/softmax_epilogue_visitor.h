@@ -135,12 +135,11 @@ class SoftmaxEpilogueVisitor {
   // writes before any read.
   CUTLASS_DEVICE
   void begin_epilogue() {
-    float k = -params_.s * kLog2e;
     for (int c = thread_idx_; c < kTileN_; c += kThreadCount) {
       bool valid = c < params_.Cout;
-      bias_.conv_b2[c] = valid ? (params_.conv_b ? __ldg(params_.conv_b + c) * kLog2e : 0.0f)
+      bias_.conv_b2[c] = valid ? (params_.conv_b ? MufuMath::logit_offset(__ldg(params_.conv_b + c)) : 0.0f)
                                : -cutlass::platform::numeric_limits<float>::infinity();
-      bias_.kb[c] = valid ? k * __ldg(params_.b + c) : 0.0f;
+      bias_.kb[c] = valid ? MufuMath::bias_term(__ldg(params_.b + c), params_.s) : 0.0f;
     }
   }
 
@@ -155,7 +154,7 @@ class SoftmaxEpilogueVisitor {
     BiasVector cb = *reinterpret_cast<BiasVector const*>(bias_.conv_b2 + column_of(column_idx, 0));
     CUTLASS_PRAGMA_UNROLL
     for (int e = 0; e < kElementsPerAccess; ++e)
-      z_[row_idx][column_idx * kElementsPerAccess + e] = fmaf(float(accum[e]), kLog2e, cb[e]);
+      z_[row_idx][column_idx * kElementsPerAccess + e] = MufuMath::logit_folded(float(accum[e]), cb[e]);
   }
 
   CUTLASS_DEVICE
@@ -182,7 +181,7 @@ class SoftmaxEpilogueVisitor {
       row_sum[r] = 0.0f;
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRowValues; ++i) {
-        z_[r][i] = ex2_approx(z_[r][i] - row_max[r]);
+        z_[r][i] = MufuMath::exp(z_[r][i] - row_max[r]);
         row_sum[r] += z_[r][i];
       }
     }
@@ -192,7 +191,7 @@ class SoftmaxEpilogueVisitor {
       for (int r = 0; r < kRowsPerThread; ++r) row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], offset);
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < kRowsPerThread; ++r) {
-      float k_row = -params_.s * kLog2e * rcp_approx(row_sum[r]);
+      float k_row = MufuMath::pixel_factor(row_sum[r], params_.s);
       int tile_row = thread_row_ + step_row_ + ThreadMap::iteration_offset(r * kColumnIterations).row();
       if (params_.nchw) {
         stage_row(r, tile_row, k_row);
@@ -245,7 +244,7 @@ class SoftmaxEpilogueVisitor {
     CUTLASS_PRAGMA_UNROLL
     for (int e = 0; e < kElementsPerAccess; ++e) {
       int i = ci * kElementsPerAccess + e;
-      out[e] = ElementOutput(rcp_approx(1.0f + ex2_approx(fmaf(k_row, z_[r][i], kb[e]))));
+      out[e] = ElementOutput(MufuMath::output_folded(z_[r][i], k_row, kb[e]));
     }
     return out;
   }

@@ -12,7 +12,8 @@
 //     8*v2 + 2*(lane%4) + v0. A row is therefore spread over the four lanes of a
 //     quad, and its max and sum take two xor-shuffles each.
 //   * conv_b and b arrive pre-scaled in shared memory (see prescale_bias): the
-//     whole formula runs in log2 units, three MUFU ops per element (one ex2 for the
+//     formula is MufuMath's folded form (common/epilogue_math.cuh, shared with the
+//     other paths), in log2 units, three MUFU ops per element (one ex2 for the
 //     softmax, one ex2 and one rcp for the sigmoid) plus one rcp per row; NCHW
 //     output recomputes the softmax ex2 (four per element) to save registers.
 //   * kTileM is a multiple of 32 and the 128 threads of the warpgroup call apply
@@ -69,8 +70,8 @@ __device__ __forceinline__ void prescale_bias(float* cb2, float* bt, int tile_n,
                                               float const* b, float s, int tid, int nthreads) {
   for (int c = tid; c < tile_n; c += nthreads) {
     bool real = c < Cout;
-    cb2[c] = real ? (conv_b ? conv_b[c] * kLog2e : 0.0f) : -INFINITY;
-    bt[c] = real && b ? -s * kLog2e * b[c] : 0.0f;
+    cb2[c] = real ? (conv_b ? MufuMath::logit_offset(conv_b[c]) : 0.0f) : -INFINITY;
+    bt[c] = real && b ? MufuMath::bias_term(b[c], s) : 0.0f;
   }
 }
 
@@ -94,15 +95,15 @@ struct SoftmaxRegisterEpilogue {
   // units) and sets `factor` = -s*log2(e) / sum; `ev` holds exp2(l - max).
   template <class AccTensor>
   __device__ __forceinline__ static float row_softmax(AccTensor& acc, float const* cb2, int mi, int h, int quad_col,
-                                                      float neg_s_log2e, float (&ev)[kColGroups][2],
+                                                      float s, float (&ev)[kColGroups][2],
                                                       float& factor) {
     using cute::make_coord;
     float mx = -INFINITY;
     CUTLASS_PRAGMA_UNROLL
     for (int j = 0; j < kColGroups; ++j) {
       float2 c = *reinterpret_cast<float2 const*>(cb2 + 8 * j + quad_col);
-      ev[j][0] = fmaf(acc(make_coord(0, h, j), mi, 0), kLog2e, c.x);
-      ev[j][1] = fmaf(acc(make_coord(1, h, j), mi, 0), kLog2e, c.y);
+      ev[j][0] = MufuMath::logit_folded(acc(make_coord(0, h, j), mi, 0), c.x);
+      ev[j][1] = MufuMath::logit_folded(acc(make_coord(1, h, j), mi, 0), c.y);
       mx = fmaxf(mx, fmaxf(ev[j][0], ev[j][1]));
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -112,12 +113,12 @@ struct SoftmaxRegisterEpilogue {
     for (int j = 0; j < kColGroups; ++j)
       CUTLASS_PRAGMA_UNROLL
       for (int v = 0; v < 2; ++v) {
-        ev[j][v] = ex2_approx(ev[j][v] - mx);
+        ev[j][v] = MufuMath::exp(ev[j][v] - mx);
         sum += ev[j][v];
       }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    factor = neg_s_log2e * rcp_approx(sum);
+    factor = MufuMath::pixel_factor(sum, s);
     return mx;
   }
 
@@ -130,7 +131,6 @@ struct SoftmaxRegisterEpilogue {
     using cute::make_coord;
     int lane = thread_in_wg % 32, warp = thread_in_wg / 32;
     int quad_col = 2 * (lane % 4);
-    float neg_s_log2e = -ctx.s * kLog2e;
     float const* bt = ctx.bt;
 
     CUTLASS_PRAGMA_UNROLL
@@ -143,7 +143,7 @@ struct SoftmaxRegisterEpilogue {
         // the next tile's wgmma chain (C7515).
         float ev[kColGroups][2];
         float factor;
-        row_softmax(acc, ctx.cb2, mi, h, quad_col, neg_s_log2e, ev, factor);
+        row_softmax(acc, ctx.cb2, mi, h, quad_col, ctx.s, ev, factor);
         int m = m0 + row;
         if (m >= grid.pixel_end) continue;
         int per_image = grid.rows * grid.cols;
@@ -160,8 +160,8 @@ struct SoftmaxRegisterEpilogue {
           for (int j = 0; j < kColGroups; ++j) {
             int col = 8 * j + quad_col;
             float2 t = *reinterpret_cast<float2 const*>(bt + col);
-            float y0 = rcp_approx(1.0f + ex2_approx(fmaf(factor, ev[j][0], t.x)));
-            float y1 = rcp_approx(1.0f + ex2_approx(fmaf(factor, ev[j][1], t.y)));
+            float y0 = MufuMath::output_folded(ev[j][0], factor, t.x);
+            float y1 = MufuMath::output_folded(ev[j][1], factor, t.y);
             if (out.no_stores) {
               if (y0 == 1234.5f && y1 == 1234.5f) base[col] = from_float<Element>(y0);  // keeps the math alive
             } else if (out.pair_store) {
@@ -191,7 +191,6 @@ struct SoftmaxRegisterEpilogue {
     constexpr int kRowsPerLane = kTileM / 32;
     int lane = thread_in_wg % 32, warp = thread_in_wg / 32;
     int quad_col = 2 * (lane % 4);
-    float neg_s_log2e = -ctx.s * kLog2e;
 
     float row_max[kMBlocks][2], row_factor[kMBlocks][2];
     CUTLASS_PRAGMA_UNROLL
@@ -199,7 +198,7 @@ struct SoftmaxRegisterEpilogue {
       CUTLASS_PRAGMA_UNROLL
       for (int h = 0; h < 2; ++h) {
         float ev[kColGroups][2];
-        row_max[mi][h] = row_softmax(acc, ctx.cb2, mi, h, quad_col, neg_s_log2e, ev, row_factor[mi][h]);
+        row_max[mi][h] = row_softmax(acc, ctx.cb2, mi, h, quad_col, ctx.s, ev, row_factor[mi][h]);
       }
 
     // Where this lane's store rows (lane + 32*q) land: pixel offset inside channel 0's plane.
@@ -231,11 +230,10 @@ struct SoftmaxRegisterEpilogue {
             int col = 8 * j + quad_col;
             float2 c = *reinterpret_cast<float2 const*>(ctx.cb2 + col);
             float2 t = *reinterpret_cast<float2 const*>(ctx.bt + col);
-            float e0 = ex2_approx(fmaf(acc(make_coord(0, h, j), mi, 0), kLog2e, c.x) - row_max[mi][h]);
-            float e1 = ex2_approx(fmaf(acc(make_coord(1, h, j), mi, 0), kLog2e, c.y) - row_max[mi][h]);
-            ctx.stage[(col - c0) * kPitch + row] = rcp_approx(1.0f + ex2_approx(fmaf(row_factor[mi][h], e0, t.x)));
-            ctx.stage[(col + 1 - c0) * kPitch + row] =
-                rcp_approx(1.0f + ex2_approx(fmaf(row_factor[mi][h], e1, t.y)));
+            float e0 = MufuMath::exp(MufuMath::logit_folded(acc(make_coord(0, h, j), mi, 0), c.x) - row_max[mi][h]);
+            float e1 = MufuMath::exp(MufuMath::logit_folded(acc(make_coord(1, h, j), mi, 0), c.y) - row_max[mi][h]);
+            ctx.stage[(col - c0) * kPitch + row] = MufuMath::output_folded(e0, row_factor[mi][h], t.x);
+            ctx.stage[(col + 1 - c0) * kPitch + row] = MufuMath::output_folded(e1, row_factor[mi][h], t.y);
           }
         }
       warpgroup_bar_sync(ctx.barrier_id);
