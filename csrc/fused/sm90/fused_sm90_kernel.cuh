@@ -44,7 +44,7 @@ constexpr int kRowBytes = 128;  // one k-block row: the SW128 swizzle atom width
 // Element: the storage type of x, w and y. MmaElement: what WGMMA reads (fp32
 // data runs as TF32: the tensor cores use its top 19 bits). kSoftmax = false
 // swaps in the plain store epilogue (benchmark baseline).
-template <typename Element_, int kTileN_, bool kSoftmax_ = true, int kTileM_ = 64>
+template <typename Element_, int kTileN_, bool kSoftmax_ = true>
 struct Sm90Traits {
   using Element = Element_;
   using MmaElement = std::conditional_t<std::is_same_v<Element, float>, cutlass::tfloat32_t,
@@ -53,8 +53,9 @@ struct Sm90Traits {
   static constexpr int kTileN = kTileN_;
   static constexpr bool kSoftmax = kSoftmax_;
   // One consumer warpgroup holds kTileM x kTileN fp32 accumulators
-  // (kTileM * kTileN / 128 registers per thread).
-  static constexpr int kTileM = kTileM_;
+  // (kTileM * kTileN / 128 registers per thread). 128-row tiles (two wgmma
+  // chains per warpgroup) measured slower (benchmarks/NOTES.md, v4).
+  static constexpr int kTileM = 64;
   static constexpr int kKBlock = kRowBytes / int(sizeof(Element));  // elements per k-block row
   static constexpr int kVec = 16 / int(sizeof(Element));           // elements per cp.async
   static constexpr int kChunks = kRowBytes / 16;                    // cp.async per row
@@ -90,7 +91,7 @@ struct Sm90Params {
   int bias_offset;
   int staging_offset;
   int ordered;           // consumers take turns (required when stages <= kblocks)
-  int debug;             // tuning only (FCT_SM90_DEBUG): 1 no epilogue, 2 no A loads, 4 no stores
+  int debug;             // tuning only (FCT_SM90_DEBUG): 1 no epilogue, 2 no A loads
   int barrier_offset;
 };
 

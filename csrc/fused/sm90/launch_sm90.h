@@ -86,7 +86,7 @@ inline int max_stages_setting() {
 }
 
 // Tuning knob: FCT_SM90_DEBUG bits switch parts of the kernel off to find what
-// limits it (1: no epilogue, 2: no A loads, 4: no output stores). Results are
+// limits it (1: no epilogue, 2: no A loads). Results are
 // then wrong; never set outside profiling.
 inline int debug_setting() {
   static int const bits = [] {
@@ -189,7 +189,6 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   // Concurrent mainloops need stages > kblocks (see the kernel); FCT_SM90_ORDERED=1 forces turns.
   int max_kblocks = std::max(1, params.sched.max_taps * params.cin_blocks);
   params.ordered = plan.stages <= max_kblocks || (std::getenv("FCT_SM90_ORDERED") && std::atoi(std::getenv("FCT_SM90_ORDERED")) == 1);
-  out.no_stores = params.debug & 4;
   params.barrier_offset = plan.barrier_offset;
 
   auto kernel = fused_sm90_kernel<Traits>;
@@ -208,9 +207,9 @@ std::string name() {
          std::to_string(Traits::kTileN) + "x" + std::to_string(Traits::kKBlock) + "_resident_filter_softmax";
 }
 
-template <typename Element, int kTileN, int kTileM = 64>
+template <typename Element, int kTileN>
 FusedVariant make_variant(DType dtype) {
-  using Traits = Sm90Traits<Element, kTileN, true, kTileM>;
+  using Traits = Sm90Traits<Element, kTileN>;
   return FusedVariant{dtype, kTileN, &name<Traits>, &can_implement<Traits>, &launch<Traits>};
 }
 

@@ -36,7 +36,6 @@ struct OutputGeometry {
   int stride_h, stride_w;
   bool nchw;
   bool pair_store;  // NHWC with even Cout and 2-element aligned y: store column pairs at once
-  bool no_stores;   // profiling only: compute everything, store nothing
 };
 
 // The phase grid, and the end of the CTA's pixel range (rows at or past it are
@@ -162,9 +161,7 @@ struct SoftmaxRegisterEpilogue {
             float2 t = *reinterpret_cast<float2 const*>(bt + col);
             float y0 = MufuMath::output_folded(ev[j][0], factor, t.x);
             float y1 = MufuMath::output_folded(ev[j][1], factor, t.y);
-            if (out.no_stores) {
-              if (y0 == 1234.5f && y1 == 1234.5f) base[col] = from_float<Element>(y0);  // keeps the math alive
-            } else if (out.pair_store) {
+            if (out.pair_store) {
               if (col < out.Cout) store_pair(base + col, y0, y1);
             } else {
               if (col < out.Cout) base[col] = from_float<Element>(y0);
