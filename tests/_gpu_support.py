@@ -44,6 +44,8 @@ CONFIGS: Dict[str, Tuple[Any, ...]] = {
     "wide_rows": (2, 8, 24, 3, 17, 3, 2, 0, 1, 1),
     "input_1x1": (2, 16, 32, 1, 1, 4, 2, 0, 0, 1),
     "cin_24_cout_40": (2, 24, 40, 10, 10, 4, 2, 1, 1, 1),
+    # Several tiles per persistent CTA (buffers and barriers reused across tiles).
+    "many_tiles_cout96": (8, 16, 96, 32, 31, 4, 2, 1, 1, 1),
 }
 
 # Configurations re-run with peaked softmax inputs (logits ~ +-30).

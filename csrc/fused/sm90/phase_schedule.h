@@ -32,23 +32,19 @@ struct PhaseSchedule {
   int count = 0;
   int total_ctas = 0;
   int max_taps = 0;  // max over phases of taps_h * taps_w
+  // Paired schedule (make_paired_schedule): the two column phases of a row phase
+  // share one CTA range, and "CTAs" count CTA groups (clusters).
+  bool paired = false;
   PhaseInfo phase[kMaxPhases];
 };
 
 inline int taps_for(int k, int q, int s) { return q >= k ? 0 : (k - q + s - 1) / s; }
 inline int phase_extent(int out, int r, int s) { return r >= out ? 0 : (out - r + s - 1) / s; }
 
-// Each CTA serves one phase only (its filter stays resident in shared memory)
-// and a contiguous range of that phase's output rows (n, i): CTA c of a phase
-// owns rows [c*R/ctas, (c+1)*R/ctas) of its R = N * H_r rows. Every phase gets the
-// same number of CTAs, so the sibling phases that share output rows (same r_h,
-// hence the same R) cover the same rows at the same pace: their interleaved
-// NCHW writes, which fill half sectors each, meet in L2, and they read the same
-// input rows while those are in L2.
-inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_sms) {
+// The phases' geometry (taps, output grid); no CTAs assigned yet.
+inline PhaseSchedule phase_geometry(ConvTransposeProblem const& p) {
   PhaseSchedule sched;
   int H_out = p.H_out(), W_out = p.W_out();
-  int nonempty = 0;
   for (int r_h = 0; r_h < p.stride_h; ++r_h)
     for (int r_w = 0; r_w < p.stride_w; ++r_w) {
       PhaseInfo& ph = sched.phase[sched.count++];
@@ -63,15 +59,53 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_
       ph.rows = phase_extent(H_out, r_h, p.stride_h);
       ph.cols = phase_extent(W_out, r_w, p.stride_w);
       ph.cta_begin = ph.ctas = 0;
-      if (ph.rows > 0 && ph.cols > 0) ++nonempty;
       sched.max_taps = std::max(sched.max_taps, ph.taps_h * ph.taps_w);
     }
+  return sched;
+}
+
+// Each CTA serves one phase only (its filter stays resident in shared memory)
+// and a contiguous range of that phase's output rows (n, i): CTA c of a phase
+// owns rows [c*R/ctas, (c+1)*R/ctas) of its R = N * H_r rows. Every phase gets the
+// same number of CTAs, so the sibling phases that share output rows (same r_h,
+// hence the same R) cover the same rows at the same pace and read the same input
+// rows while those are in L2.
+inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_sms) {
+  PhaseSchedule sched = phase_geometry(p);
+  int nonempty = 0;
+  for (int i = 0; i < sched.count; ++i) nonempty += sched.phase[i].rows > 0 && sched.phase[i].cols > 0;
   if (nonempty == 0) return sched;
   int per_phase = std::max(1, num_sms / nonempty);
   for (int i = 0; i < sched.count; ++i) {
     PhaseInfo& ph = sched.phase[i];
     if (ph.rows > 0 && ph.cols > 0) ph.ctas = int(std::min<int64_t>(per_phase, int64_t(p.N) * ph.rows));
     ph.cta_begin = sched.total_ctas;
+    sched.total_ctas += ph.ctas;
+  }
+  return sched;
+}
+
+// For NCHW output with stride_w == 2 (PairedNchwSoftmaxEpilogue): one tile
+// computes both column phases (r_w = 0, 1) of the same phase pixels, so that its
+// stores cover runs of consecutive output columns in whole sectors. Pixels are
+// indexed over the wider column phase (r_w = 0; r_w = 1 has the same columns or
+// one fewer, masked). Each row phase gets an equal share of the `groups` CTA
+// groups, each a contiguous range of its rows; both entries of a row phase carry
+// that range.
+inline PhaseSchedule make_paired_schedule(ConvTransposeProblem const& p, int groups) {
+  PhaseSchedule sched = phase_geometry(p);
+  sched.paired = true;
+  if (p.stride_w != 2) return sched;
+  int nonempty = 0;
+  for (int i = 0; i < sched.count; i += 2) nonempty += sched.phase[i].rows > 0 && sched.phase[i].cols > 0;
+  if (nonempty == 0) return sched;
+  int per_row_phase = std::max(1, groups / nonempty);
+  for (int i = 0; i < sched.count; i += 2) {
+    PhaseInfo& ph = sched.phase[i];
+    if (ph.rows > 0 && ph.cols > 0) ph.ctas = int(std::min<int64_t>(per_row_phase, int64_t(p.N) * ph.rows));
+    ph.cta_begin = sched.total_ctas;
+    sched.phase[i + 1].cta_begin = ph.cta_begin;
+    sched.phase[i + 1].ctas = ph.ctas;
     sched.total_ctas += ph.ctas;
   }
   return sched;

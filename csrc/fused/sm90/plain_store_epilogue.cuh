@@ -11,6 +11,7 @@ namespace fct::sm90 {
 
 template <typename Element, int kTileM, int kTileN>
 struct PlainStoreEpilogue {
+  static constexpr int kStagingFloats = 0;
   template <class AccTensor>
   __device__ __forceinline__ static void apply(AccTensor& acc, EpilogueContext const&, OutputGeometry const& out, PhaseGrid const& grid, int m0,
                                                int thread_in_wg) {

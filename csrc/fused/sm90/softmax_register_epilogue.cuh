@@ -49,8 +49,14 @@ struct EpilogueContext {
   float const* cb2;  // [kTileN] per-column constants, see prescale_bias
   float const* bt;
   float s;
-  float* stage;      // this warpgroup's NCHW staging buffer, kStageCols x (kTileM + 4) floats
+  float* stage;      // this warpgroup's NCHW staging buffer (Epilogue::kStagingFloats)
   int barrier_id;    // named barrier of this warpgroup (128 threads)
+  int col_base = 0;  // first channel of this CTA's slice (split channels only)
+  // Split channels (PairedNchwSoftmaxEpilogue, kSplit = 2): this warpgroup's two
+  // exchange buffers of partner row statistics, their barriers, the CTA's rank.
+  float2* exchange = nullptr;
+  uint64_t* exchange_bar = nullptr;
+  int rank = 0;
 };
 
 constexpr int kStageCols = 32;  // NCHW: columns (channels) transposed per round
@@ -78,6 +84,7 @@ template <typename Element, int kTileM, int kTileN>
 struct SoftmaxRegisterEpilogue {
   static constexpr int kMBlocks = kTileM / 64;
   static constexpr int kColGroups = kTileN / 8;
+  static constexpr int kStagingFloats = kStageCols * stage_pitch<kTileM>();
 
   // acc: the consumer warpgroup's ((2,2,kTileN/8), kMBlocks, 1) fp32 fragment.
   template <class AccTensor>

@@ -1,0 +1,6 @@
+// One sm90 fused-kernel variant per translation unit, so they build in parallel.
+#include "fused/sm90/launch_sm90.h"
+
+namespace fct {
+FusedVariant const kSm90Fp32N64x2Paired = sm90::make_variant<float, 64, 2, 2>(DType::kFloat32);
+}  // namespace fct
