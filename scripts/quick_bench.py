@@ -50,7 +50,7 @@ def run(N=128, Cin=64, H=64, W=64, Cout=128, k=4, s=2, p=1, op=1, dtype=torch.fl
     stream = torch.cuda.current_stream().cuda_stream
     results = {}
     tag = {torch.float32: "tf32", torch.float16: "f16", torch.bfloat16: "bf16"}[dtype]
-    names = [""] + [v for v in _C.fused_variants() if f"_{tag}_" in v and ("x128x" in v or "paired" in v)]
+    names = [""] + [v for v in _C.fused_variants() if f"_{tag}_" in v and ("x128x" in v)]
     for variant, layout, mf in [(v, l, m) for v in names for l, m in ((_C.Layout.nchw, torch.contiguous_format), (_C.Layout.nhwc, torch.channels_last))]:
         pr = problem(N, Cin, H, W, Cout, k, s, p, op, dtype, layout)
         ok, reason, name = _C.fused_support(pr)

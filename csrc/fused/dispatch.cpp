@@ -11,13 +11,13 @@ namespace {
 
 // Every instantiated variant in order of preference: the Hopper persistent
 // kernels first (they refuse on other GPUs and when the phase filter does not
-// fit in shared memory; builds without sm_90a leave them out), those for NCHW
-// output with paired column phases ahead of the rest, then the sm80 kernels that
+// fit in shared memory; builds without sm_90a leave them out), the sibling pairs
+// for NCHW output ahead of the rest, then the sm80 kernels that
 // run everywhere; smallest CTA_N first within each. The first variant whose tile
 // holds all output channels and that can take the problem wins.
 FusedVariant const* const kVariants[] = {
 #if defined(FCT_WITH_SM90A)  // built only when sm_90a is compiled (CMakeLists.txt)
-    &kSm90Fp32N64Paired, &kSm90Fp32N64x2Paired, &kSm90Fp16N128Paired, &kSm90Bf16N128Paired,
+    &kSm90Fp32N128SiblingPair, &kSm90Fp16N128SiblingPair, &kSm90Bf16N128SiblingPair,
     &kSm90Fp32N64,  &kSm90Fp32N128,  &kSm90Fp32N256,  &kSm90Fp16N64,  &kSm90Fp16N128,  &kSm90Fp16N256,
     &kSm90Bf16N64,  &kSm90Bf16N128,  &kSm90Bf16N256,
 #endif

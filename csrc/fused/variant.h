@@ -34,9 +34,9 @@ extern FusedVariant const kFusedBf16N64, kFusedBf16N128, kFusedBf16N256;
 extern FusedVariant const kSm90Fp32N64, kSm90Fp32N128, kSm90Fp32N256;
 extern FusedVariant const kSm90Fp16N64, kSm90Fp16N128, kSm90Fp16N256;
 extern FusedVariant const kSm90Bf16N64, kSm90Bf16N128, kSm90Bf16N256;
-// NCHW output with stride_w == 2: both column phases per tile (whole-sector
-// stores); N64x2 is a two-CTA cluster, 64 channels each.
-extern FusedVariant const kSm90Fp32N64Paired, kSm90Fp32N64x2Paired, kSm90Fp16N128Paired, kSm90Bf16N128Paired;
+// NCHW output with stride_w == 2: clusters of two CTAs, one per column phase,
+// each storing both phases of half the channels.
+extern FusedVariant const kSm90Fp32N128SiblingPair, kSm90Fp16N128SiblingPair, kSm90Bf16N128SiblingPair;
 
 // Tuning candidates (fused/variants/experimental.cu); empty unless built with
 // FCT_EXPERIMENTAL_VARIANTS.

@@ -81,6 +81,31 @@ void check_problem(int N, int H, int W, int k, int s, int p, int op, int sms) {
   expect(sched.total_ctas <= std::max(sms, nonempty), "grid fits one wave (ctas, sms, phases)", sched.total_ctas,
          sms, nonempty);
   expect(sched.max_taps == max_taps, "max_taps", sched.max_taps, max_taps, 0);
+
+  // Sibling pairs (stride_w == 2): both column phases of a row phase share one
+  // range of CTA groups, pixels are indexed over the wider column phase, and
+  // the groups tile the row phases contiguously.
+  if (s != 2) return;
+  int groups = std::max(1, sms / 2);
+  fct::sm90::PhaseSchedule pairs = fct::sm90::make_paired_schedule(pr, groups);
+  int next_group = 0, row_phases = 0;
+  for (int i = 0; i < pairs.count; i += 2) {
+    fct::sm90::PhaseInfo const& p0 = pairs.phase[i];
+    fct::sm90::PhaseInfo const& p1 = pairs.phase[i + 1];
+    expect(p0.r_h == p1.r_h && p0.r_w == 0 && p1.r_w == 1, "pair entries are (r_h, 0), (r_h, 1)", i, p0.r_w, p1.r_w);
+    expect(p0.cols == p1.cols || p0.cols == p1.cols + 1, "r_w = 0 has the wider grid (cols0, cols1)", i, p0.cols,
+           p1.cols);
+    expect(p0.cta_begin == p1.cta_begin && p0.ctas == p1.ctas, "siblings share their groups", i, p0.ctas, p1.ctas);
+    expect(p0.cta_begin == next_group, "group ranges are contiguous", i, p0.cta_begin, next_group);
+    next_group += p0.ctas;
+    bool empty = p0.rows == 0 || p0.cols == 0;
+    row_phases += !empty;
+    expect(empty ? p0.ctas == 0 : (p0.ctas >= 1 && int64_t(p0.ctas) <= int64_t(N) * p0.rows),
+           "a non-empty row phase gets 1 .. N * rows groups", i, p0.ctas, N * p0.rows);
+  }
+  expect(pairs.total_ctas == next_group, "total groups is the sum", pairs.total_ctas, next_group, 0);
+  expect(pairs.total_ctas <= std::max(groups, row_phases), "groups fit one wave", pairs.total_ctas, groups,
+         row_phases);
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ inline Status current_device_facts(DeviceFacts& out) {
   return Status::success();
 }
 
-// full[kMaxStages], empty[kMaxStages], turn[2], stats[2][2] mbarriers.
+// full[kMaxStages], empty[kMaxStages], turn[2], exchange[2][2] mbarriers.
 constexpr int kBarrierBytes = (2 * kMaxStages + 2 + 4) * 8;
 
 // Whether the kernel has a loadable image on device `dev`; asked once per device,
@@ -97,21 +97,20 @@ inline int debug_setting() {
   return bits;
 }
 
-// Layout: [A ring | resident filter(s) | bias constants | NCHW staging x2 |
-// statistics exchange x2 | barriers], the A ring and the filter blocks on
-// 1024-byte boundaries (SW128 atoms). `phase_kblocks`: filter blocks per phase.
+// Layout: [A ring | resident filter | bias constants | NCHW staging x2 |
+// sibling exchange 2 x 2 | barriers], the A ring and the filter blocks on
+// 1024-byte boundaries (SW128 atoms).
 template <class Traits>
-SmemPlan plan_smem(int phase_kblocks, int smem_optin) {
+SmemPlan plan_smem(int max_kblocks, int smem_optin) {
   SmemPlan plan;
-  int const filter_bytes = Traits::kPhasesPerTile * phase_kblocks * Traits::kBBlockBytes;
   int const bias_bytes = 2 * Traits::kTileN * 4;
   int const staging_bytes = 2 * Traits::Epilogue::kStagingFloats * 4;
   int exchange_bytes = 0;
-  if constexpr (Traits::kSplit > 1) exchange_bytes = 2 * Traits::Epilogue::kExchangeFloat2s * 8;
-  int fixed = filter_bytes + bias_bytes + staging_bytes + exchange_bytes + kBarrierBytes + 1024;
+  if constexpr (Traits::kSiblingPair) exchange_bytes = 2 * 2 * Traits::Epilogue::kExchangeFloat4s * 16;
+  int fixed = max_kblocks * Traits::kBBlockBytes + bias_bytes + staging_bytes + exchange_bytes + kBarrierBytes + 1024;
   plan.stages = std::min(max_stages_setting(), (smem_optin - fixed) / Traits::kStageBytes);
   plan.b_offset = plan.stages * Traits::kStageBytes;
-  plan.bias_offset = plan.b_offset + filter_bytes;
+  plan.bias_offset = plan.b_offset + max_kblocks * Traits::kBBlockBytes;
   plan.staging_offset = plan.bias_offset + bias_bytes;
   plan.exchange_offset = plan.staging_offset + staging_bytes;
   plan.barrier_offset = plan.exchange_offset + exchange_bytes;
@@ -119,18 +118,19 @@ SmemPlan plan_smem(int phase_kblocks, int smem_optin) {
   return plan;
 }
 
-// CTA groups (clusters of kSplit CTAs) that run at once: the persistent grid.
+// The persistent grid in CTA groups: one CTA per SM, or for sibling pairs as
+// many clusters of two as the GPU keeps resident at once.
 template <class Traits>
 int resident_groups(DeviceFacts const& dev, int smem_bytes) {
-  if constexpr (Traits::kSplit == 1) {
+  if constexpr (!Traits::kSiblingPair) {
     return dev.sms;
   } else {
     cudaLaunchConfig_t config{};
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = Traits::kSplit;
+    attr.val.clusterDim.x = 2;
     attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-    config.gridDim = dim3(Traits::kSplit * (dev.sms / Traits::kSplit));
+    config.gridDim = dim3(2 * (dev.sms / 2));
     config.blockDim = dim3(kThreads);
     config.dynamicSmemBytes = smem_bytes;
     config.attrs = &attr;
@@ -140,7 +140,7 @@ int resident_groups(DeviceFacts const& dev, int smem_bytes) {
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes) != cudaSuccess ||
         cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess || clusters < 1) {
       cudaGetLastError();
-      clusters = dev.sms / Traits::kSplit;
+      clusters = dev.sms / 2;
     }
     return std::max(1, clusters);
   }
@@ -148,7 +148,7 @@ int resident_groups(DeviceFacts const& dev, int smem_bytes) {
 
 template <class Traits>
 PhaseSchedule schedule_for(ConvTransposeProblem const& p, int groups) {
-  return Traits::kPhasesPerTile == 2 ? make_paired_schedule(p, groups) : make_phase_schedule(p, groups);
+  return Traits::kSiblingPair ? make_paired_schedule(p, groups) : make_phase_schedule(p, groups);
 }
 
 template <class Traits>
@@ -164,28 +164,26 @@ Status can_implement(ConvTransposeProblem const& p) {
   if (dev.cc_major != 9 || dev.cc_minor != 0) return Status::error("sm90 kernel needs a Hopper (sm_90) GPU");
   if (!kernel_image_loads<Traits>(dev.index))
     return Status::error("sm90 kernel has no image for this GPU in this build (add 90a to CMAKE_CUDA_ARCHITECTURES)");
-  if constexpr (Traits::kPhasesPerTile == 2) {
-    if (p.out_layout != Layout::kNCHW) return Status::error("paired-phase tiles are for NCHW output");
-    if (p.stride_w != 2) return Status::error("paired-phase tiles need stride_w == 2");
-    if (Traits::kSplit == 2 && p.Cout <= Traits::kTileN)
-      return Status::error("Cout fits one CTA: no channel split");
+  if constexpr (Traits::kSiblingPair) {
+    if (p.out_layout != Layout::kNCHW) return Status::error("sibling pairs are for NCHW output");
+    if (p.stride_w != 2) return Status::error("sibling pairs need stride_w == 2");
   } else if (std::is_same_v<typename Traits::Element, float> && p.out_layout == Layout::kNCHW && Traits::kSoftmax) {
-    // Measured on the H100 (benchmarks/NOTES.md): one phase per tile stores half
+    // Measured on the H100 (benchmarks/NOTES.md): one phase per CTA stores half
     // sectors in NCHW, which DRAM reads back before writing (0.26 GB DRAM reads
     // instead of 0.035 GB at N = 32); for fp32 the sm80 kernel is faster then.
     return Status::error("fp32 NCHW output: the sm80 kernel is faster on Hopper (measured)");
   }
   if (p.stride_h * p.stride_w > kMaxPhases)
     return Status::error("stride_h * stride_w > " + std::to_string(kMaxPhases) + " phases");
-  if (p.Cout_padded() > Traits::kSplit * Traits::kTileN) return Status::error("Cout does not fit this variant's tile");
-  PhaseSchedule sched = schedule_for<Traits>(p, dev.sms / Traits::kSplit);
+  if (p.Cout_padded() > Traits::kTileN) return Status::error("Cout does not fit this variant's tile");
+  PhaseSchedule sched = schedule_for<Traits>(p, dev.sms / (Traits::kSiblingPair ? 2 : 1));
   for (int i = 0; i < sched.count; ++i)
     if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31))
       return Status::error("a phase has >= 2^31 output pixels");
   SmemPlan plan = plan_smem<Traits>(std::max(1, sched.max_taps * cin_blocks<Traits>(p)), dev.smem_optin);
   if (plan.stages < 2)
-    return Status::error("the phase filter(s) (" + std::to_string(sched.max_taps) + " taps x Cin " +
-                         std::to_string(p.Cin) + ") do not fit in shared memory next to the A pipeline");
+    return Status::error("the phase filter (" + std::to_string(sched.max_taps) + " taps x Cin " +
+                         std::to_string(p.Cin) + ") does not fit in shared memory next to the A pipeline");
   return Status::success();
 }
 
@@ -196,9 +194,8 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   if (!st.ok) return st;
   Sm90Params params{};
   params.cin_blocks = cin_blocks<Traits>(p);
-  PhaseSchedule geometry = phase_geometry(p);
-  params.phase_kblocks = std::max(1, geometry.max_taps * params.cin_blocks);
-  SmemPlan plan = plan_smem<Traits>(params.phase_kblocks, dev.smem_optin);
+  int const max_kblocks = std::max(1, phase_geometry(p).max_taps * params.cin_blocks);
+  SmemPlan plan = plan_smem<Traits>(max_kblocks, dev.smem_optin);
   params.sched = schedule_for<Traits>(p, resident_groups<Traits>(dev, plan.bytes));
   if (params.sched.total_ctas == 0) return Status::success();
   params.x = a.x;
@@ -231,11 +228,8 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   params.bias_offset = plan.bias_offset;
   params.staging_offset = plan.staging_offset;
   params.debug = debug_setting();
-  // Concurrent mainloops need stages > a tile's k-blocks (see the kernel);
-  // FCT_SM90_ORDERED=1 forces turns.
-  int tile_kblocks = Traits::kPhasesPerTile * params.phase_kblocks;
-  params.ordered = plan.stages <= tile_kblocks ||
-                   (std::getenv("FCT_SM90_ORDERED") && std::atoi(std::getenv("FCT_SM90_ORDERED")) == 1);
+  // Concurrent mainloops need stages > kblocks (see the kernel); FCT_SM90_ORDERED=1 forces turns.
+  params.ordered = plan.stages <= max_kblocks || (std::getenv("FCT_SM90_ORDERED") && std::atoi(std::getenv("FCT_SM90_ORDERED")) == 1);
   params.barrier_offset = plan.barrier_offset;
   params.exchange_offset = plan.exchange_offset;
 
@@ -244,16 +238,16 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
                    "sm90 fused kernel: cudaFuncSetAttribute");
   if (!st.ok) return st;
   cudaLaunchConfig_t config{};
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = Traits::kSplit;
-  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-  config.gridDim = dim3(params.sched.total_ctas * Traits::kSplit);
+  cudaLaunchAttribute cluster;
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = Traits::kSiblingPair ? 2 : 1;
+  cluster.val.clusterDim.y = cluster.val.clusterDim.z = 1;
+  config.gridDim = dim3(params.sched.total_ctas * cluster.val.clusterDim.x);
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = plan.bytes;
   config.stream = a.stream;
-  config.attrs = &attr;
-  config.numAttrs = Traits::kSplit > 1 ? 1 : 0;
+  config.attrs = &cluster;
+  config.numAttrs = Traits::kSiblingPair ? 1 : 0;
   st = cuda_status(cudaLaunchKernelEx(&config, kernel, params), "sm90 fused kernel launch");
   if (!st.ok) return st;
   return last_launch_status("sm90 fused kernel launch");
@@ -263,16 +257,15 @@ template <class Traits>
 std::string name() {
   using E = typename Traits::Element;
   char const* math = std::is_same_v<E, float> ? "tf32" : std::is_same_v<E, __half> ? "f16" : "bf16";
-  std::string tiles = Traits::kPhasesPerTile == 2 ? "_paired_phases_nchw" : "";
-  if (Traits::kSplit > 1) tiles += "_cluster" + std::to_string(Traits::kSplit) + "_split_channels";
   return std::string("sm90_persistent_pingpong_") + math + "_" + std::to_string(Traits::kTileM) + "x" +
-         std::to_string(Traits::kTileN) + "x" + std::to_string(Traits::kKBlock) + tiles + "_resident_filter_softmax";
+         std::to_string(Traits::kTileN) + "x" + std::to_string(Traits::kKBlock) +
+         (Traits::kSiblingPair ? "_sibling_pair_nchw" : "") + "_resident_filter_softmax";
 }
 
-template <typename Element, int kTileN, int kPhasesPerTile = 1, int kSplit = 1>
+template <typename Element, int kTileN, bool kSiblingPair = false>
 FusedVariant make_variant(DType dtype) {
-  using Traits = Sm90Traits<Element, kTileN, true, kPhasesPerTile, kSplit>;
-  return FusedVariant{dtype, kSplit * kTileN, &name<Traits>, &can_implement<Traits>, &launch<Traits>};
+  using Traits = Sm90Traits<Element, kTileN, true, kSiblingPair>;
+  return FusedVariant{dtype, kTileN, &name<Traits>, &can_implement<Traits>, &launch<Traits>};
 }
 
 }  // namespace fct::sm90

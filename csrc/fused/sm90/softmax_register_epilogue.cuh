@@ -51,10 +51,9 @@ struct EpilogueContext {
   float s;
   float* stage;      // this warpgroup's NCHW staging buffer (Epilogue::kStagingFloats)
   int barrier_id;    // named barrier of this warpgroup (128 threads)
-  int col_base = 0;  // first channel of this CTA's slice (split channels only)
-  // Split channels (PairedNchwSoftmaxEpilogue, kSplit = 2): this warpgroup's two
-  // exchange buffers of partner row statistics, their barriers, the CTA's rank.
-  float2* exchange = nullptr;
+  // Sibling pairs (SiblingPairNchwEpilogue): this warpgroup's two exchange
+  // buffers, their barriers, and the CTA's rank in its cluster.
+  float4* exchange = nullptr;
   uint64_t* exchange_bar = nullptr;
   int rank = 0;
 };

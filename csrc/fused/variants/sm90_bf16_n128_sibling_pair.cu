@@ -2,5 +2,5 @@
 #include "fused/sm90/launch_sm90.h"
 
 namespace fct {
-FusedVariant const kSm90Fp32N64Paired = sm90::make_variant<float, 64, 2, 1>(DType::kFloat32);
+FusedVariant const kSm90Bf16N128SiblingPair = sm90::make_variant<__nv_bfloat16, 128, true>(DType::kBFloat16);
 }  // namespace fct

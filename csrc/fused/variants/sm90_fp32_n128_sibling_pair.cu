@@ -2,5 +2,5 @@
 #include "fused/sm90/launch_sm90.h"
 
 namespace fct {
-FusedVariant const kSm90Fp32N64x2Paired = sm90::make_variant<float, 64, 2, 2>(DType::kFloat32);
+FusedVariant const kSm90Fp32N128SiblingPair = sm90::make_variant<float, 128, true>(DType::kFloat32);
 }  // namespace fct

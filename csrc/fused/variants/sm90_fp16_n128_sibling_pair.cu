@@ -2,5 +2,5 @@
 #include "fused/sm90/launch_sm90.h"
 
 namespace fct {
-FusedVariant const kSm90Bf16N128Paired = sm90::make_variant<__nv_bfloat16, 128, 2, 1>(DType::kBFloat16);
+FusedVariant const kSm90Fp16N128SiblingPair = sm90::make_variant<__half, 128, true>(DType::kFloat16);
 }  // namespace fct
