@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "cute/tensor.hpp"
+#include "cutlass/arch/barrier.h"
 
 #include "common/epilogue_math.cuh"
 #include "fused/sm90/softmax_register_epilogue.cuh"
@@ -58,6 +59,8 @@ struct SiblingPairNchwEpilogue {
     int const keep0 = ctx.rank * kHalfGroups;        // first column group this CTA stores
     int const send0 = (ctx.rank ^ 1) * kHalfGroups;  // first group the sibling stores
     int const buf = iter & 1;
+    // This thread's share of the bytes the sibling will deliver into buffer buf.
+    cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&ctx.exchange_bar[buf], kSendVecs * 16);
 
     // Softmax of both rows; the sibling's half is sent at once, this CTA's half kept.
     float kept[2][kHalfGroups][2];
@@ -81,17 +84,19 @@ struct SiblingPairNchwEpilogue {
         }
     }
     {
+      // st.async signals the sibling's barrier with the bytes it delivers (as a TMA
+      // load does), so no fence is needed: a release at cluster scope compiled to
+      // MEMBAR.ALL.GPU, which waited for this thread's global stores.
       int const sibling = ctx.rank ^ 1;
       uint32_t remote = sibling_address(cute::cast_smem_ptr_to_uint(ctx.exchange + buf * kExchangeFloat4s), sibling);
+      uint32_t remote_bar = sibling_address(cute::cast_smem_ptr_to_uint(&ctx.exchange_bar[buf]), sibling);
       CUTLASS_PRAGMA_UNROLL
       for (int k = 0; k < kSendVecs; ++k)
-        asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(remote + (k * 128 + thread_in_wg) * 16),
-                     "f"(send[k].x), "f"(send[k].y), "f"(send[k].z), "f"(send[k].w)
-                     : "memory");
-      // Release at cluster scope: the stores above are visible to whoever
-      // acquires the barrier phase this arrival completes.
-      uint32_t remote_bar = sibling_address(cute::cast_smem_ptr_to_uint(&ctx.exchange_bar[buf]), sibling);
-      asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote_bar) : "memory");
+        asm volatile(
+            "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                remote + (k * 128 + thread_in_wg) * 16),
+            "f"(send[k].x), "f"(send[k].y), "f"(send[k].z), "f"(send[k].w), "r"(remote_bar)
+            : "memory");
     }
 
     // Where this thread's two rows land (phase-0 column of the pair), meanwhile.
@@ -110,21 +115,10 @@ struct SiblingPairNchwEpilogue {
       base[h] = int64_t(n) * out.Cout * plane + (int64_t(i) * out.stride_h + grid.r_h) * out.W_out + 2 * j;
     }
 
-    // The sibling's values for this CTA's half: buffer `buf` is rewritten only
-    // after this warpgroup signals its next tile, i.e. after these reads.
-    {
-      uint32_t bar = cute::cast_smem_ptr_to_uint(&ctx.exchange_bar[buf]);
-      uint32_t parity = (iter >> 1) & 1;
-      asm volatile(
-          "{\n"
-          ".reg .pred done;\n"
-          "SIBLING_WAIT:\n"
-          "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-          "@!done bra SIBLING_WAIT;\n"
-          "}\n" ::"r"(bar),
-          "r"(parity)
-          : "memory");
-    }
+    // The sibling's values for this CTA's half. Buffer `buf` is rewritten only
+    // after the sibling has received this thread's next tile, which this thread
+    // sends after these reads.
+    cutlass::arch::ClusterBarrier::wait(&ctx.exchange_bar[buf], (iter >> 1) & 1);
     float4 recv[kSendVecs];
     CUTLASS_PRAGMA_UNROLL
     for (int k = 0; k < kSendVecs; ++k) recv[k] = ctx.exchange[buf * kExchangeFloat4s + k * 128 + thread_in_wg];
