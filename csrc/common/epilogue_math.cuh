@@ -25,12 +25,6 @@ __device__ __forceinline__ float rcp_approx(float x) {
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
-// One MUFU instruction; absolute error ~2^-11, so only for 16-bit outputs.
-__device__ __forceinline__ float tanh_approx(float x) {
-  float y;
-  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 template <typename T>
 __device__ __forceinline__ float to_float(T v);
@@ -72,17 +66,6 @@ struct MufuMath {
   __device__ __forceinline__ static float logit_folded(float z, float offset) { return fmaf(z, kLog2e, offset); }
   __device__ __forceinline__ static float output_folded(float e, float factor, float bias_term) {
     return rcp_approx(1.0f + ex2_approx(fmaf(factor, e, bias_term)));
-  }
-  // The same value for a 16-bit output: sigmoid(x) = 0.5 + 0.5 tanh(x / 2) is one
-  // MUFU op instead of two (ex2, rcp); tanh.approx's error (~2^-11 absolute on
-  // y's 0.5 scale) is below fp16/bf16 rounding. fmaf(factor, e, bias_term) is
-  // -x * log2(e), hence the -ln(2) / 2.
-  template <typename Element>
-  __device__ __forceinline__ static float output_folded_for(float e, float factor, float bias_term) {
-    if constexpr (sizeof(Element) == 2)
-      return fmaf(0.5f, tanh_approx(fmaf(factor, e, bias_term) * -0.34657359027997264f), 0.5f);
-    else
-      return output_folded(e, factor, bias_term);
   }
 
   __device__ __forceinline__ static float logit(float z, float conv_b) { return logit_folded(z, logit_offset(conv_b)); }

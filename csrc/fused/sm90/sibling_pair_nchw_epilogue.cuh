@@ -78,9 +78,9 @@ struct SiblingPairNchwEpilogue {
           int col_keep = 8 * (keep0 + g) + quad_col + v, col_send = 8 * (send0 + g) + quad_col + v;
           float e_keep = ctx.rank ? ev[kHalfGroups + g][v] : ev[g][v];
           float e_send = ctx.rank ? ev[g][v] : ev[kHalfGroups + g][v];
-          kept[h][g][v] = MufuMath::output_folded_for<Element>(e_keep, factor, ctx.bt[col_keep]);
+          kept[h][g][v] = MufuMath::output_folded(e_keep, factor, ctx.bt[col_keep]);
           reinterpret_cast<float*>(send)[(h * kHalfGroups + g) * 2 + v] =
-              MufuMath::output_folded_for<Element>(e_send, factor, ctx.bt[col_send]);
+              MufuMath::output_folded(e_send, factor, ctx.bt[col_send]);
         }
     }
     {

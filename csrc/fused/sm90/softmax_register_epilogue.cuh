@@ -13,9 +13,9 @@
 //     quad, and its max and sum take two xor-shuffles each.
 //   * conv_b and b arrive pre-scaled in shared memory (see prescale_bias): the
 //     formula is MufuMath's folded form (common/epilogue_math.cuh, shared with the
-//     other paths), in log2 units: one ex2 per element for the softmax, the
-//     sigmoid as ex2 + rcp (fp32 output) or one tanh (16-bit output), one rcp
-//     per row; NCHW output recomputes the softmax ex2 to save registers.
+//     other paths), in log2 units, three MUFU ops per element (one ex2 for the
+//     softmax, one ex2 and one rcp for the sigmoid) plus one rcp per row; NCHW
+//     output recomputes the softmax ex2 (four per element) to save registers.
 //   * kTileM is a multiple of 32 and the 128 threads of the warpgroup call apply
 //     together (NCHW uses a named barrier and the warpgroup's staging buffer).
 #pragma once
@@ -165,8 +165,8 @@ struct SoftmaxRegisterEpilogue {
           for (int j = 0; j < kColGroups; ++j) {
             int col = 8 * j + quad_col;
             float2 t = *reinterpret_cast<float2 const*>(bt + col);
-            float y0 = MufuMath::output_folded_for<Element>(ev[j][0], factor, t.x);
-            float y1 = MufuMath::output_folded_for<Element>(ev[j][1], factor, t.y);
+            float y0 = MufuMath::output_folded(ev[j][0], factor, t.x);
+            float y1 = MufuMath::output_folded(ev[j][1], factor, t.y);
             if (out.pair_store) {
               if (col < out.Cout) store_pair(base + col, y0, y1);
             } else {
@@ -235,8 +235,8 @@ struct SoftmaxRegisterEpilogue {
             float2 t = *reinterpret_cast<float2 const*>(ctx.bt + col);
             float e0 = MufuMath::exp(MufuMath::logit_folded(acc(make_coord(0, h, j), mi, 0), c.x) - row_max[mi][h]);
             float e1 = MufuMath::exp(MufuMath::logit_folded(acc(make_coord(1, h, j), mi, 0), c.y) - row_max[mi][h]);
-            ctx.stage[(col - c0) * kPitch + row] = MufuMath::output_folded_for<Element>(e0, row_factor[mi][h], t.x);
-            ctx.stage[(col + 1 - c0) * kPitch + row] = MufuMath::output_folded_for<Element>(e1, row_factor[mi][h], t.y);
+            ctx.stage[(col - c0) * kPitch + row] = MufuMath::output_folded(e0, row_factor[mi][h], t.x);
+            ctx.stage[(col + 1 - c0) * kPitch + row] = MufuMath::output_folded(e1, row_factor[mi][h], t.y);
           }
         }
       warpgroup_bar_sync(ctx.barrier_id);
