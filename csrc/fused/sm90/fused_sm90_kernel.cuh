@@ -171,11 +171,16 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     phase_idx += kGroupSize;
   PhaseInfo const& grid_ph = params.sched.phase[phase_idx];
   PhaseInfo const& ph = params.sched.phase[phase_idx + rank];
-  int local = group - grid_ph.cta_begin;
-  int64_t const phase_rows = int64_t(params.N) * grid_ph.rows;
-  int const pixel_begin = int(local * phase_rows / grid_ph.ctas) * grid_ph.cols;
-  int const pixel_end = int((local + 1) * phase_rows / grid_ph.ctas) * grid_ph.cols;
-  int const num_tiles = (pixel_end - pixel_begin + kTileM - 1) / kTileM;
+  // Tiles are dealt round-robin over the phase's CTAs (groups): at any time the
+  // CTAs of a phase work on neighbouring tiles, so their NCHW stores fill
+  // neighbouring lines of every channel plane (DRAM pages fill together) and
+  // they read overlapping input rows.
+  int const local = group - grid_ph.cta_begin;
+  int const pixel_end = params.N * grid_ph.rows * grid_ph.cols;  // < 2^31, checked on the host
+  int const phase_tiles = (pixel_end + kTileM - 1) / kTileM;
+  int const num_tiles = local < phase_tiles ? (phase_tiles - local + grid_ph.ctas - 1) / grid_ph.ctas : 0;
+  int const tile_stride = grid_ph.ctas * kTileM;  // pixels from one of this CTA's tiles to its next
+  int const pixel_begin = local * kTileM;
   int taps_w = ph.taps_w;
   // A phase with no taps (e.g. k < s) still runs one k-block, of zeros, so that
   // every tile takes the same wgmma path and the accumulators are only ever
@@ -255,7 +260,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
     int stage = 0;
     uint32_t phase = 0;
     for (int tile = 0; tile < num_tiles; ++tile) {
-      int m0 = pixel_begin + tile * kTileM;
+      int m0 = pixel_begin + tile * tile_stride;
       // Per row: the input pixel that tap (0, 0) reads, and a pointer to it.
       int ih0[kPasses], iw0[kPasses];
       Element const* row_ptr[kPasses];
@@ -365,9 +370,9 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[prev_stage]);
       if (!(params.debug & 1)) {
         if constexpr (Traits::kSiblingPair)
-          Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t, k / 2);
+          Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * tile_stride, t, k / 2);
         else
-          Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * kTileM, t);
+          Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * tile_stride, t);
       }
     }
   }

@@ -178,8 +178,9 @@ Status can_implement(ConvTransposeProblem const& p) {
   if (p.Cout_padded() > Traits::kTileN) return Status::error("Cout does not fit this variant's tile");
   PhaseSchedule sched = schedule_for<Traits>(p, dev.sms / (Traits::kSiblingPair ? 2 : 1));
   for (int i = 0; i < sched.count; ++i)
-    if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31))
-      return Status::error("a phase has >= 2^31 output pixels");
+    // 32-bit pixel indices, with room for one round of tiles past the end.
+    if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31) - (int64_t(1) << 20))
+      return Status::error("a phase has >= 2^31 - 2^20 output pixels");
   SmemPlan plan = plan_smem<Traits>(std::max(1, sched.max_taps * cin_blocks<Traits>(p)), dev.smem_optin);
   if (plan.stages < 2)
     return Status::error("the phase filter (" + std::to_string(sched.max_taps) + " taps x Cin " +

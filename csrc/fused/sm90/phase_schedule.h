@@ -64,12 +64,10 @@ inline PhaseSchedule phase_geometry(ConvTransposeProblem const& p) {
   return sched;
 }
 
-// Each CTA serves one phase only (its filter stays resident in shared memory)
-// and a contiguous range of that phase's output rows (n, i): CTA c of a phase
-// owns rows [c*R/ctas, (c+1)*R/ctas) of its R = N * H_r rows. Every phase gets the
-// same number of CTAs, so the sibling phases that share output rows (same r_h,
-// hence the same R) cover the same rows at the same pace and read the same input
-// rows while those are in L2.
+// Each CTA serves one phase only (its filter stays resident in shared memory).
+// Every phase gets the same number of CTAs; the kernel deals a phase's tiles to
+// its CTAs round-robin, so the sibling phases that share output rows (same r_h,
+// hence the same row count) cover the same rows at the same pace.
 inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_sms) {
   PhaseSchedule sched = phase_geometry(p);
   int nonempty = 0;
@@ -90,8 +88,7 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_
 // stores cover runs of consecutive output columns in whole sectors. Pixels are
 // indexed over the wider column phase (r_w = 0; r_w = 1 has the same columns or
 // one fewer, masked). Each row phase gets an equal share of the `groups` CTA
-// groups, each a contiguous range of its rows; both entries of a row phase carry
-// that range.
+// groups (clusters of two); both entries of a row phase carry that range.
 inline PhaseSchedule make_paired_schedule(ConvTransposeProblem const& p, int groups) {
   PhaseSchedule sched = phase_geometry(p);
   sched.paired = true;
