@@ -130,6 +130,15 @@ def fused_forward(p: Problem, x_ptr: int, w_ptr: int, conv_b_ptr: int, b_ptr: in
         _view(y_ptr, (p.N, Ho, Wo, p.Cout), dtype).copy_(y.permute(0, 2, 3, 1))
 
 
+def nchw_to_nhwc(dtype, N, C, HW, C_pad, x_ptr, y_ptr, stream) -> None:
+    calls.append(("nchw_to_nhwc", dtype))
+    _check_stream(stream)
+    tdtype = _TORCH[dtype]
+    y = _view(y_ptr, (N, HW, C_pad), tdtype)
+    y.zero_()
+    y[..., :C].copy_(_view(x_ptr, (N, C, HW), tdtype).transpose(1, 2))
+
+
 def _softmax_epilogue(name, dtype, layout, N, C, HW, z_ptr, conv_b_ptr, b_ptr, s, y_ptr, stream) -> None:
     calls.append((name, dtype))
     tdtype = _TORCH[dtype]

@@ -117,7 +117,8 @@ def test_prepack_rejects_non_weights():
 
 
 def _args_for(x):
-    return validate(x, torch.randn(x.shape[1], 4, 3, 3, dtype=x.dtype), None, torch.randn(4, dtype=x.dtype))
+    w = torch.randn(x.shape[1], 4, 3, 3, dtype=x.dtype, device=x.device)
+    return validate(x, w, None, torch.randn(4, dtype=x.dtype, device=x.device))
 
 
 def test_pack_input_is_zero_copy_for_aligned_channels_last_input():
@@ -146,3 +147,20 @@ def test_pack_input_copies_a_misaligned_view():
     assert x.is_contiguous(memory_format=torch.channels_last)
     packed = pack_input(x, _args_for(x))
     assert packed.data_ptr() % 16 == 0 and torch.equal(packed, x.permute(0, 2, 3, 1))
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.requires_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n,cin,h,w", [(2, 5, 9, 11), (3, 64, 16, 16), (1, 40, 1, 33), (2, 8, 7, 1)])
+def test_pack_input_of_nchw_cuda_input_matches_permute_and_zero_pads(dtype, n, cin, h, w):
+    x = torch.randn(n, cin, h, w, device="cuda").to(dtype)
+    args = _args_for(x)
+    cin_pad = -(-cin // 8) * 8
+    # Poison the allocator's next block so the padding must really be written.
+    torch.full((n, h, w, cin_pad), float("nan"), device="cuda", dtype=dtype)
+    packed = pack_input(x, args)
+    torch.cuda.synchronize()
+    assert packed.shape == (n, h, w, cin_pad) and packed.is_contiguous()
+    assert torch.equal(packed[..., :cin], x.permute(0, 2, 3, 1))
+    assert packed[..., cin:].float().abs().sum().item() == 0

@@ -141,6 +141,21 @@ PYBIND11_MODULE(_C, m) {
       py::arg("s"), py::arg("y"), py::arg("stream"), "Launch a named fused variant (tuning runs).");
 
   m.def(
+      "nchw_to_nhwc",
+      [](fct::DType dtype, int64_t N, int64_t C, int64_t HW, int64_t C_pad, std::uintptr_t x, std::uintptr_t y,
+         std::uintptr_t stream) {
+        fct::Status st;
+        {
+          py::gil_scoped_release release;
+          st = fct::nchw_to_nhwc(dtype, N, C, HW, C_pad, as_ptr<void const>(x), as_ptr<void>(y),
+                                 as_ptr<CUstream_st>(stream));
+        }
+        raise_if_error(st);
+      },
+      py::arg("dtype"), py::arg("N"), py::arg("C"), py::arg("HW"), py::arg("C_pad"), py::arg("x"), py::arg("y"),
+      py::arg("stream"), "The fused kernel's input layout from NCHW x: [N][HW][C_pad], padding zero.");
+
+  m.def(
       "softmax_epilogue",
       [](fct::DType dtype, fct::Layout layout, int64_t N, int64_t C, int64_t HW, std::uintptr_t z,
          std::uintptr_t conv_b, std::uintptr_t b, float s, std::uintptr_t y, std::uintptr_t stream) {

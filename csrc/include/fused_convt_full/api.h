@@ -85,6 +85,11 @@ Status softmax_epilogue_naive(DType dtype, Layout layout, int64_t N, int64_t C, 
                               void const* z, float const* conv_b, float const* b, float s, void* y,
                               cudaStream_t stream);
 
+// The fused kernel's input layout from an NCHW tensor (the conversion pass for
+// NCHW inputs): x [N][C][HW] -> y [N][HW][C_pad], channels C .. C_pad-1 zero.
+Status nchw_to_nhwc(DType dtype, int64_t N, int64_t C, int64_t HW, int64_t C_pad, void const* x, void* y,
+                    cudaStream_t stream);
+
 // Benchmark baseline: the fused kernel's mainloop (Cout <= 128 configuration)
 // with a plain epilogue — on Hopper the sm90 kernel with a plain store epilogue,
 // elsewhere the sm80 kernel with CUTLASS's stock linear-combination epilogue.
