@@ -9,8 +9,7 @@
 // sibling through distributed shared memory; then every thread holds both
 // phases of its rows for its half of the channels, i.e. pairs of adjacent
 // output elements, and a warp store covers 16 consecutive output columns of
-// four channels (as pairs, realigned through a shuffle where a run starts on an
-// odd element), with no transpose.
+// four channels: whole sectors, as in the NHWC epilogue, with no transpose.
 //
 // Assumptions (checked where the kernel is configured, launch_sm90.h):
 //   * stride_w == 2; the two CTAs of a cluster run the same tile sequence over
@@ -105,9 +104,6 @@ struct SiblingPairNchwEpilogue {
     uint32_t const y_parity = uint32_t(reinterpret_cast<uintptr_t>(out.y) / sizeof(Element)) & 1u;
     int64_t base[2];
     bool row_ok[2], second_ok[2];
-    // Whether row r + 1 (lane + 4, same channel) continues row r's output row, and
-    // whether row r - 1 (lane - 4) precedes it there.
-    bool joins_next[2], follows_prev[2];
     CUTLASS_PRAGMA_UNROLL
     for (int h = 0; h < 2; ++h) {
       int m = m0 + warp * 16 + h * 8 + lane / 4;
@@ -116,8 +112,6 @@ struct SiblingPairNchwEpilogue {
       int i = rem / grid.cols, j = rem - i * grid.cols;
       row_ok[h] = m < grid.pixel_end;
       second_ok[h] = 2 * j + 1 < out.W_out;
-      joins_next[h] = row_ok[h] && lane / 4 < 7 && j + 1 < grid.cols && m + 1 < grid.pixel_end;
-      follows_prev[h] = row_ok[h] && lane / 4 > 0 && j > 0;
       base[h] = int64_t(n) * out.Cout * plane + (int64_t(i) * out.stride_h + grid.r_h) * out.W_out + 2 * j;
     }
 
@@ -130,41 +124,28 @@ struct SiblingPairNchwEpilogue {
     for (int k = 0; k < kSendVecs; ++k) recv[k] = ctx.exchange[buf * kExchangeFloat4s + k * 128 + thread_in_wg];
     float const* other = reinterpret_cast<float const*>(recv);
 
-    // A pair (phase 0, phase 1) is two adjacent output elements. Where it starts
-    // on an even element it is one aligned 2-element store; otherwise the pairs
-    // are shifted by one (this row's second with the next row's first, taken
-    // from lane + 4), so that a warp store still covers runs of whole pairs
-    // rather than every other element, and single elements remain only where a
-    // run starts or ends.
     Element* y = static_cast<Element*>(out.y);
     CUTLASS_PRAGMA_UNROLL
-    for (int h = 0; h < 2; ++h)
+    for (int h = 0; h < 2; ++h) {
+      if (!row_ok[h]) continue;
       CUTLASS_PRAGMA_UNROLL
       for (int g = 0; g < kHalfGroups; ++g)
         CUTLASS_PRAGMA_UNROLL
         for (int v = 0; v < 2; ++v) {
           int col = 8 * (keep0 + g) + quad_col + v;
+          if (col >= out.Cout) continue;
           float mine = kept[h][g][v], theirs = other[(h * kHalfGroups + g) * 2 + v];
           float first = ctx.rank ? theirs : mine, second = ctx.rank ? mine : theirs;
-          float next_first = __shfl_down_sync(0xffffffffu, first, 4);
-          if (!row_ok[h] || col >= out.Cout) continue;
           int64_t at = base[h] + col * plane;
           bool aligned = ((y_parity + uint32_t(at)) & 1u) == 0;
-          if (aligned) {
-            if (second_ok[h])
-              RowSoftmax::store_pair(y + at, first, second);
-            else
-              y[at] = from_float<Element>(first);
+          if (second_ok[h] && aligned) {
+            RowSoftmax::store_pair(y + at, first, second);
           } else {
-            // Contiguous rows share the alignment, so lane - 4 stored `first`
-            // when it follows.
-            if (!follows_prev[h]) y[at] = from_float<Element>(first);
-            if (joins_next[h])
-              RowSoftmax::store_pair(y + at + 1, second, next_first);
-            else if (second_ok[h])
-              y[at + 1] = from_float<Element>(second);
+            y[at] = from_float<Element>(first);
+            if (second_ok[h]) y[at + 1] = from_float<Element>(second);
           }
         }
+    }
   }
 };
 
