@@ -158,8 +158,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   int const tid = threadIdx.x;
   int const stages = params.stages;
 
-  // This CTA's phase and contiguous tile range. Sibling pairs (clusters of two)
-  // share the range of their row phase and take column phase r_w = rank; pixels
+  // This CTA's phase and tiles. Sibling pairs (clusters of two) share the
+  // tiles of their row phase and take column phase r_w = rank; pixels
   // are indexed over the wider column phase (r_w = 0), so both siblings' tiles
   // cover the same output pixels (r_w = 1 masks the column past the row end).
   constexpr int kGroupSize = Traits::kSiblingPair ? 2 : 1;
@@ -172,9 +172,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   PhaseInfo const& grid_ph = params.sched.phase[phase_idx];
   PhaseInfo const& ph = params.sched.phase[phase_idx + rank];
   // Tiles are dealt round-robin over the phase's CTAs (groups): at any time the
-  // CTAs of a phase work on neighbouring tiles, so their NCHW stores fill
-  // neighbouring lines of every channel plane (DRAM pages fill together) and
-  // they read overlapping input rows.
+  // CTAs of a phase work on neighbouring tiles and read overlapping input rows.
+  // (Predicted to help NCHW stores fill DRAM pages together; measured neutral.)
   int const local = group - grid_ph.cta_begin;
   int const pixel_end = params.N * grid_ph.rows * grid_ph.cols;  // < 2^31, checked on the host
   int const phase_tiles = (pixel_end + kTileM - 1) / kTileM;
