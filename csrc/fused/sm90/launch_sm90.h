@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <string>
 #include <type_traits>
@@ -119,18 +120,25 @@ SmemPlan plan_smem(int max_kblocks, int smem_optin) {
 }
 
 // The persistent grid in CTA groups: one CTA per SM, or for sibling pairs as
-// many clusters of two as the GPU keeps resident at once.
+// many clusters of two as the GPU keeps resident at once (0: not even one, e.g.
+// a partitioned GPU). Asked once per (device, shared-memory size).
 template <class Traits>
 int resident_groups(DeviceFacts const& dev, int smem_bytes) {
   if constexpr (!Traits::kSiblingPair) {
     return dev.sms;
   } else {
+    static std::mutex mu;
+    static std::map<std::pair<int, int>, int> known;
+    std::lock_guard<std::mutex> lock(mu);
+    auto key = std::make_pair(dev.index, smem_bytes);
+    auto it = known.find(key);
+    if (it != known.end()) return it->second;
     cudaLaunchConfig_t config{};
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeClusterDimension;
     attr.val.clusterDim.x = 2;
     attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-    config.gridDim = dim3(2 * (dev.sms / 2));
+    config.gridDim = dim3(2 * std::max(1, dev.sms / 2));
     config.blockDim = dim3(kThreads);
     config.dynamicSmemBytes = smem_bytes;
     config.attrs = &attr;
@@ -138,11 +146,12 @@ int resident_groups(DeviceFacts const& dev, int smem_bytes) {
     int clusters = 0;
     auto kernel = fused_sm90_kernel<Traits>;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes) != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess || clusters < 1) {
+        cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
       cudaGetLastError();
-      clusters = dev.sms / 2;
+      clusters = 0;
     }
-    return std::max(1, clusters);
+    known[key] = clusters;
+    return clusters;
   }
 }
 
@@ -182,6 +191,8 @@ Status can_implement(ConvTransposeProblem const& p) {
     if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31) - (int64_t(1) << 20))
       return Status::error("a phase has >= 2^31 - 2^20 output pixels");
   SmemPlan plan = plan_smem<Traits>(std::max(1, sched.max_taps * cin_blocks<Traits>(p)), dev.smem_optin);
+  if (plan.stages >= 2 && resident_groups<Traits>(dev, plan.bytes) < 1)
+    return Status::error("a cluster of two CTAs of this size cannot be resident on this GPU");
   if (plan.stages < 2)
     return Status::error("the phase filter (" + std::to_string(sched.max_taps) + " taps x Cin " +
                          std::to_string(p.Cin) + ") does not fit in shared memory next to the A pipeline");
@@ -197,7 +208,9 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   params.cin_blocks = cin_blocks<Traits>(p);
   int const max_kblocks = std::max(1, phase_geometry(p).max_taps * params.cin_blocks);
   SmemPlan plan = plan_smem<Traits>(max_kblocks, dev.smem_optin);
-  params.sched = schedule_for<Traits>(p, resident_groups<Traits>(dev, plan.bytes));
+  int const groups = resident_groups<Traits>(dev, plan.bytes);
+  if (groups < 1) return Status::error("sm90 fused kernel: no CTA group can be resident");
+  params.sched = schedule_for<Traits>(p, groups);
   if (params.sched.total_ctas == 0) return Status::success();
   params.x = a.x;
   params.w_packed = a.w_packed;
