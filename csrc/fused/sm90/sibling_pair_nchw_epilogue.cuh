@@ -8,8 +8,8 @@
 // Each sibling keeps half of the channels and sends the other half to its
 // sibling through distributed shared memory; then every thread holds both
 // phases of its rows for its half of the channels, i.e. pairs of adjacent
-// output elements, and a warp store covers 16 consecutive output columns of
-// four channels: whole sectors, as in the NHWC epilogue, with no transpose.
+// output elements; the two stores of a warp's pairs together cover 16
+// consecutive output columns of four channels, with no transpose.
 //
 // Assumptions (checked where the kernel is configured, launch_sm90.h):
 //   * stride_w == 2; the two CTAs of a cluster run the same tile sequence over
@@ -101,7 +101,6 @@ struct SiblingPairNchwEpilogue {
 
     // Where this thread's two rows land (phase-0 column of the pair), meanwhile.
     int64_t const plane = int64_t(out.H_out) * out.W_out;
-    uint32_t const y_parity = uint32_t(reinterpret_cast<uintptr_t>(out.y) / sizeof(Element)) & 1u;
     int64_t base[2];
     bool row_ok[2], second_ok[2];
     CUTLASS_PRAGMA_UNROLL
@@ -136,14 +135,13 @@ struct SiblingPairNchwEpilogue {
           if (col >= out.Cout) continue;
           float mine = kept[h][g][v], theirs = other[(h * kHalfGroups + g) * 2 + v];
           float first = ctx.rank ? theirs : mine, second = ctx.rank ? mine : theirs;
+          // Two single stores, one code path: 2-element stores where a pair is
+          // aligned (half of them, as the row pitch is odd) measured 9% slower
+          // for fp32, the branch per pair costing more in instruction fetch than
+          // the stores it saved (benchmarks/NOTES.md v5).
           int64_t at = base[h] + col * plane;
-          bool aligned = ((y_parity + uint32_t(at)) & 1u) == 0;
-          if (second_ok[h] && aligned) {
-            RowSoftmax::store_pair(y + at, first, second);
-          } else {
-            y[at] = from_float<Element>(first);
-            if (second_ok[h]) y[at + 1] = from_float<Element>(second);
-          }
+          y[at] = from_float<Element>(first);
+          if (second_ok[h]) y[at + 1] = from_float<Element>(second);
         }
     }
   }
