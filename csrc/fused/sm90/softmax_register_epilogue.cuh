@@ -161,17 +161,26 @@ struct SoftmaxRegisterEpilogue {
         Element* y = static_cast<Element*>(out.y);
         {
           Element* base = y + ((int64_t(n) * out.H_out + oh) * out.W_out + ow) * out.Cout;
-          CUTLASS_PRAGMA_UNROLL
-          for (int j = 0; j < kColGroups; ++j) {
-            int col = 8 * j + quad_col;
-            float2 t = *reinterpret_cast<float2 const*>(bt + col);
-            float y0 = MufuMath::output_folded(ev[j][0], factor, t.x);
-            float y1 = MufuMath::output_folded(ev[j][1], factor, t.y);
-            if (out.pair_store) {
+          // One branch per row, not per store: the common path (pairs) is then
+          // one contiguous run of code (instruction-fetch misses showed up in
+          // Nsight when the rare path was interleaved; benchmarks/NOTES.md v5).
+          if (out.pair_store) {
+            CUTLASS_PRAGMA_UNROLL
+            for (int j = 0; j < kColGroups; ++j) {
+              int col = 8 * j + quad_col;
+              float2 t = *reinterpret_cast<float2 const*>(bt + col);
+              float y0 = MufuMath::output_folded(ev[j][0], factor, t.x);
+              float y1 = MufuMath::output_folded(ev[j][1], factor, t.y);
               if (col < out.Cout) store_pair(base + col, y0, y1);
-            } else {
-              if (col < out.Cout) base[col] = from_float<Element>(y0);
-              if (col + 1 < out.Cout) base[col + 1] = from_float<Element>(y1);
+            }
+          } else {
+            CUTLASS_PRAGMA_UNROLL
+            for (int j = 0; j < kColGroups; ++j) {
+              int col = 8 * j + quad_col;
+              float2 t = *reinterpret_cast<float2 const*>(bt + col);
+              if (col < out.Cout) base[col] = from_float<Element>(MufuMath::output_folded(ev[j][0], factor, t.x));
+              if (col + 1 < out.Cout)
+                base[col + 1] = from_float<Element>(MufuMath::output_folded(ev[j][1], factor, t.y));
             }
           }
         }
