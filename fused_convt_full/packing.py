@@ -75,9 +75,10 @@ def pack_input(x: torch.Tensor, args: ConvTransposeArgs) -> torch.Tensor:
     ):
         return x.permute(0, 2, 3, 1)
     buf = torch.empty((args.N, args.H, args.W, Cin_pad), dtype=x.dtype, device=x.device)
-    if x.is_cuda and x.is_contiguous() and native() is not None:
-        native().nchw_to_nhwc(native_dtype(x.dtype), args.N, args.Cin, args.H * args.W, Cin_pad, x.data_ptr(),
-                              buf.data_ptr(), current_stream_ptr(x.device))  # fmt: skip
+    C = native()
+    if x.is_cuda and x.is_contiguous() and C is not None:
+        C.nchw_to_nhwc(native_dtype(x.dtype), args.N, args.Cin, args.H * args.W, Cin_pad, x.data_ptr(),
+                       buf.data_ptr(), current_stream_ptr(x.device))  # fmt: skip
         return buf
     if Cin_pad != args.Cin:
         buf[..., args.Cin :].zero_()

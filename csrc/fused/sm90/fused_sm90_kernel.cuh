@@ -60,6 +60,7 @@ struct Sm90Traits {
   static constexpr bool kSoftmax = kSoftmax_;
   static constexpr bool kSiblingPair = kSiblingPair_;
   static_assert(!kSiblingPair || kSoftmax, "sibling pairs exist for the softmax epilogue only");
+  static constexpr int kGroupCtas = kSiblingPair ? 2 : 1;  // CTAs per group (cluster)
   // One consumer warpgroup holds kTileM x kTileN fp32 accumulators
   // (kTileM * kTileN / 128 registers per thread). 128-row tiles (two wgmma
   // chains per warpgroup) measured slower (benchmarks/NOTES.md, v4).
@@ -162,13 +163,12 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   // tiles of their row phase and take column phase r_w = rank; pixels
   // are indexed over the wider column phase (r_w = 0), so both siblings' tiles
   // cover the same output pixels (r_w = 1 masks the column past the row end).
-  constexpr int kGroupSize = Traits::kSiblingPair ? 2 : 1;
-  int const group = int(blockIdx.x) / kGroupSize;
-  int const rank = int(blockIdx.x) % kGroupSize;
+  int const group = int(blockIdx.x) / Traits::kGroupCtas;
+  int const rank = int(blockIdx.x) % Traits::kGroupCtas;
   int phase_idx = 0;
-  while (phase_idx + kGroupSize < params.sched.count &&
+  while (phase_idx + Traits::kGroupCtas < params.sched.count &&
          group >= params.sched.phase[phase_idx].cta_begin + params.sched.phase[phase_idx].ctas)
-    phase_idx += kGroupSize;
+    phase_idx += Traits::kGroupCtas;
   PhaseInfo const& grid_ph = params.sched.phase[phase_idx];
   PhaseInfo const& ph = params.sched.phase[phase_idx + rank];
   // Tiles are dealt round-robin over the phase's CTAs (groups): at any time the
@@ -367,12 +367,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
       warpgroup_wait<0>();
       warpgroup_fence_operand(accum);
       if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&empty_bar[prev_stage]);
-      if (!(params.debug & 1)) {
-        if constexpr (Traits::kSiblingPair)
-          Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * tile_stride, t, k / 2);
-        else
-          Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * tile_stride, t);
-      }
+      if (!(params.debug & 1))
+        Traits::Epilogue::apply(accum, ctx, params.out, grid, pixel_begin + k * tile_stride, t, k / 2);
     }
   }
   // The sibling writes this CTA's exchange buffers and signals its barriers until

@@ -119,6 +119,23 @@ SmemPlan plan_smem(int max_kblocks, int smem_optin) {
   return plan;
 }
 
+// One launch shape for both the occupancy query and the launch: `groups` CTA
+// groups of kThreads, `cluster` holding the cluster-size attribute it points to.
+template <class Traits>
+cudaLaunchConfig_t launch_config(int groups, int smem_bytes, cudaStream_t stream, cudaLaunchAttribute& cluster) {
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = Traits::kGroupCtas;
+  cluster.val.clusterDim.y = cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(groups * Traits::kGroupCtas);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = smem_bytes;
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = Traits::kSiblingPair ? 1 : 0;
+  return config;
+}
+
 // The persistent grid in CTA groups: one CTA per SM, or for sibling pairs as
 // many clusters of two as the GPU keeps resident at once (0: not even one, e.g.
 // a partitioned GPU). Asked once per (device, shared-memory size).
@@ -133,16 +150,8 @@ int resident_groups(DeviceFacts const& dev, int smem_bytes) {
     auto key = std::make_pair(dev.index, smem_bytes);
     auto it = known.find(key);
     if (it != known.end()) return it->second;
-    cudaLaunchConfig_t config{};
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = 2;
-    attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-    config.gridDim = dim3(2 * std::max(1, dev.sms / 2));
-    config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = smem_bytes;
-    config.attrs = &attr;
-    config.numAttrs = 1;
+    cudaLaunchAttribute cluster;
+    cudaLaunchConfig_t config = launch_config<Traits>(std::max(1, dev.sms / 2), smem_bytes, nullptr, cluster);
     int clusters = 0;
     auto kernel = fused_sm90_kernel<Traits>;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes) != cudaSuccess ||
@@ -185,7 +194,7 @@ Status can_implement(ConvTransposeProblem const& p) {
   if (p.stride_h * p.stride_w > kMaxPhases)
     return Status::error("stride_h * stride_w > " + std::to_string(kMaxPhases) + " phases");
   if (p.Cout_padded() > Traits::kTileN) return Status::error("Cout does not fit this variant's tile");
-  PhaseSchedule sched = schedule_for<Traits>(p, dev.sms / (Traits::kSiblingPair ? 2 : 1));
+  PhaseSchedule sched = schedule_for<Traits>(p, dev.sms / Traits::kGroupCtas);
   for (int i = 0; i < sched.count; ++i)
     // 32-bit pixel indices, with room for one round of tiles past the end.
     if (int64_t(p.N) * sched.phase[i].rows * sched.phase[i].cols >= (int64_t(1) << 31) - (int64_t(1) << 20))
@@ -251,17 +260,8 @@ Status launch(ConvTransposeProblem const& p, FusedLaunchArgs const& a) {
   st = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.bytes),
                    "sm90 fused kernel: cudaFuncSetAttribute");
   if (!st.ok) return st;
-  cudaLaunchConfig_t config{};
   cudaLaunchAttribute cluster;
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = Traits::kSiblingPair ? 2 : 1;
-  cluster.val.clusterDim.y = cluster.val.clusterDim.z = 1;
-  config.gridDim = dim3(params.sched.total_ctas * cluster.val.clusterDim.x);
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = plan.bytes;
-  config.stream = a.stream;
-  config.attrs = &cluster;
-  config.numAttrs = Traits::kSiblingPair ? 1 : 0;
+  cudaLaunchConfig_t config = launch_config<Traits>(params.sched.total_ctas, plan.bytes, a.stream, cluster);
   st = cuda_status(cudaLaunchKernelEx(&config, kernel, params), "sm90 fused kernel launch");
   if (!st.ok) return st;
   return last_launch_status("sm90 fused kernel launch");

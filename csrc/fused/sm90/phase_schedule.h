@@ -32,9 +32,6 @@ struct PhaseSchedule {
   int count = 0;
   int total_ctas = 0;
   int max_taps = 0;  // max over phases of taps_h * taps_w
-  // Paired schedule (make_paired_schedule): the two column phases of a row phase
-  // share one CTA range, and "CTAs" count CTA groups (clusters).
-  bool paired = false;
   PhaseInfo phase[kMaxPhases];
 };
 
@@ -88,10 +85,10 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_
 // stores cover runs of consecutive output columns in whole sectors. Pixels are
 // indexed over the wider column phase (r_w = 0; r_w = 1 has the same columns or
 // one fewer, masked). Each row phase gets an equal share of the `groups` CTA
-// groups (clusters of two); both entries of a row phase carry that range.
+// groups (clusters of two); both entries of a row phase carry that range, with
+// cta_begin and ctas counted in groups.
 inline PhaseSchedule make_paired_schedule(ConvTransposeProblem const& p, int groups) {
   PhaseSchedule sched = phase_geometry(p);
-  sched.paired = true;
   if (p.stride_w != 2) return sched;
   int nonempty = 0;
   for (int i = 0; i < sched.count; i += 2) nonempty += sched.phase[i].rows > 0 && sched.phase[i].cols > 0;

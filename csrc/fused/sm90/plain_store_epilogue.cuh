@@ -13,8 +13,8 @@ template <typename Element, int kTileM, int kTileN>
 struct PlainStoreEpilogue {
   static constexpr int kStagingFloats = 0;
   template <class AccTensor>
-  __device__ __forceinline__ static void apply(AccTensor& acc, EpilogueContext const&, OutputGeometry const& out, PhaseGrid const& grid, int m0,
-                                               int thread_in_wg) {
+  __device__ __forceinline__ static void apply(AccTensor& acc, EpilogueContext const&, OutputGeometry const& out,
+                                               PhaseGrid const& grid, int m0, int thread_in_wg, int /*iter*/) {
     using cute::make_coord;
     int lane = thread_in_wg % 32, warp = thread_in_wg / 32;
     CUTLASS_PRAGMA_UNROLL

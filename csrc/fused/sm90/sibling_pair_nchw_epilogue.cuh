@@ -25,6 +25,7 @@
 
 #include <cstdint>
 
+#include "cute/arch/cluster_sm90.hpp"
 #include "cute/tensor.hpp"
 #include "cutlass/arch/barrier.h"
 
@@ -44,12 +45,6 @@ struct SiblingPairNchwEpilogue {
   static constexpr int kSendVecs = kSendFloats / 4;
   static constexpr int kExchangeFloat4s = kSendVecs * 128;  // one buffer: [vec][thread], conflict-free
   static constexpr int kStagingFloats = 0;
-
-  __device__ __forceinline__ static uint32_t sibling_address(uint32_t local, int sibling) {
-    uint32_t remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(sibling));
-    return remote;
-  }
 
   template <class AccTensor>
   __device__ __forceinline__ static void apply(AccTensor& acc, EpilogueContext const& ctx, OutputGeometry const& out,
@@ -88,8 +83,8 @@ struct SiblingPairNchwEpilogue {
       // load does), so no fence is needed: a release at cluster scope compiled to
       // MEMBAR.ALL.GPU, which waited for this thread's global stores.
       int const sibling = ctx.rank ^ 1;
-      uint32_t remote = sibling_address(cute::cast_smem_ptr_to_uint(ctx.exchange + buf * kExchangeFloat4s), sibling);
-      uint32_t remote_bar = sibling_address(cute::cast_smem_ptr_to_uint(&ctx.exchange_bar[buf]), sibling);
+      uint32_t remote = cute::set_block_rank(cute::cast_smem_ptr_to_uint(ctx.exchange + buf * kExchangeFloat4s), sibling);
+      uint32_t remote_bar = cute::set_block_rank(cute::cast_smem_ptr_to_uint(&ctx.exchange_bar[buf]), sibling);
       CUTLASS_PRAGMA_UNROLL
       for (int k = 0; k < kSendVecs; ++k)
         asm volatile(

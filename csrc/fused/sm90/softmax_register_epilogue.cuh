@@ -86,10 +86,12 @@ struct SoftmaxRegisterEpilogue {
   static constexpr int kStagingFloats = kStageCols * stage_pitch<kTileM>();
 
   // acc: the consumer warpgroup's ((2,2,kTileN/8), kMBlocks, 1) fp32 fragment.
+  // Every sm90 epilogue takes the same arguments; `iter` (the warpgroup's tile
+  // count) is used only by SiblingPairNchwEpilogue.
   template <class AccTensor>
   __device__ __forceinline__ static void apply(AccTensor& acc, EpilogueContext const& ctx,
                                                OutputGeometry const& out, PhaseGrid const& grid, int m0,
-                                               int thread_in_wg) {
+                                               int thread_in_wg, int /*iter*/) {
     if (out.nchw)
       apply_nchw(acc, ctx, out, grid, m0, thread_in_wg);
     else
