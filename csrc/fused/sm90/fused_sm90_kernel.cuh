@@ -141,8 +141,11 @@ __global__ void __launch_bounds__(kThreads, 1) fused_sm90_kernel(Sm90Params cons
   constexpr int kVec = Traits::kVec, kChunks = Traits::kChunks;
 
   extern __shared__ char smem_raw[];
-  // SW128 needs 1024-byte-aligned blocks; the launch adds 1 KB of slack.
-  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  // SW128 needs 1024-byte-aligned blocks; the launch adds 1 KB of slack. The
+  // offset is added to the array itself, not through an integer round trip, so
+  // that the compiler still knows every pointer below is shared memory (through
+  // uintptr_t its loads and stores were generic LD/ST with 64-bit addresses).
+  char* smem = smem_raw + ((1024 - (cute::cast_smem_ptr_to_uint(smem_raw) & 1023)) & 1023);
   char* smem_a = smem;
   char* smem_b = smem + params.b_offset;
   float* cb2 = reinterpret_cast<float*>(smem + params.bias_offset);
