@@ -8,6 +8,11 @@
 //              row pitch)
 //   nchw_half  the same bytes as two stride-2 passes (even columns, then odd):
 //              what one column phase per CTA stores
+// and then in the fused kernel's own tiling (TileWalk), as the NHWC epilogue,
+// the shipped sibling-pair register epilogue and a staged epilogue (aligned
+// 16-byte chunks of each channel's run) would store it, with tiles dealt
+// round-robin (as shipped) or in one contiguous range per CTA pair. Every
+// pattern is first checked to write each element.
 // Build and run on the GPU machine:
 //   nvcc -O3 -arch=sm_90a scripts/nchw_store_pattern.cu -o /tmp/nsp && /tmp/nsp
 #include <cstdio>
@@ -47,6 +52,122 @@ __global__ void nchw_half(float* y, int rows, float v) {
   }
 }
 
+// The fused kernel's own tiling (stride 2, sibling pairs): row phase r_h has
+// 65 (r_h = 0) or 64 rows of 65 phase-0 columns; a tile is 64 consecutive
+// phase-0 pixels, i.e. 128 output columns over one or two output rows; CTA pair
+// p serves row phase p / (pairs / 2) and deals its tiles round-robin; rank r
+// stores channels [64 r, 64 r + 64); warpgroup g takes every other tile.
+// kContiguous: each pair takes one contiguous range of tiles instead.
+template <bool kContiguous = false>
+struct TileWalk {
+  int rh, local, pairs_rh, rank, tiles, pixel_end, first, step, end;
+  __device__ TileWalk() {
+    int pairs = gridDim.x / 2, p = blockIdx.x / 2;
+    pairs_rh = pairs / 2;
+    rh = p < pairs_rh ? 0 : 1;
+    local = p - rh * pairs_rh;
+    rank = blockIdx.x % 2;
+    int rows = rh == 0 ? 65 : 64;
+    pixel_end = N * rows * 65;
+    tiles = (pixel_end + 63) / 64;
+    int per = (tiles + pairs_rh - 1) / max(pairs_rh, 1);
+    first = kContiguous ? local * per : local;
+    step = kContiguous ? 1 : pairs_rh;
+    end = kContiguous ? min(tiles, first + per) : tiles;
+  }
+  // Warpgroup g's k-th tile.
+  __device__ int tile(int g, int k) const { return first + (2 * k + g) * step; }
+};
+
+// Staged design: per segment (part of one output row) and channel, aligned
+// 16-byte chunks (lane k: chunk k + 1, lanes 0-3: the partial head).
+template <bool kContiguous>
+__global__ void tile_staged(float* y, float v) {
+  TileWalk<kContiguous> tw;
+  if (tw.pairs_rh == 0) return;
+  int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
+  int const plane = HO * WO, per_image = (tw.rh == 0 ? 65 : 64) * 65;
+  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+    int m0 = tile * 64, m_stop = min(m0 + 64, tw.pixel_end);
+    for (int m = m0; m < m_stop;) {
+      int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
+      int npx = min(m_stop - m, 65 - j);
+      int len = min(2 * npx, WO - 2 * j);
+      size_t start = (size_t(n) * C + 64 * tw.rank) * plane + size_t(2 * i + tw.rh) * WO + 2 * j;
+      for (int c = 0; c < 16; ++c) {
+        int lc = warp + 4 * c;
+        size_t run = start + size_t(lc) * plane;
+        int e = int(run & 3);
+        float* dst = y + run - e;
+        int first = 4 * (lane + 1) - e;
+        if (first + 4 <= len)
+          *reinterpret_cast<float4*>(dst + 4 * (lane + 1)) = make_float4(v, v, v, v);
+        else if (first < len)
+          for (int q = 0; q < len - first; ++q) dst[4 * (lane + 1) + q] = v;
+        if (lane < 4 && lane >= e && lane - e < len) dst[lane] = v;
+      }
+      m += npx;
+    }
+  }
+}
+
+// Register design (the shipped sibling epilogue): per thread two rows (pixels)
+// x 8 groups x 2 channels, each a pair of adjacent output columns stored as two
+// single stores.
+template <bool kContiguous>
+__global__ void tile_register(float* y, float v) {
+  TileWalk<kContiguous> tw;
+  if (tw.pairs_rh == 0) return;
+  int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32, q = lane % 4;
+  int const plane = HO * WO, per_image = (tw.rh == 0 ? 65 : 64) * 65;
+  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+    for (int h = 0; h < 2; ++h) {
+      int m = tile * 64 + warp * 16 + h * 8 + lane / 4;
+      if (m >= tw.pixel_end) continue;
+      int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
+      size_t base = size_t(n) * C * plane + size_t(2 * i + tw.rh) * WO + 2 * j;
+      bool second = 2 * j + 1 < WO;
+#pragma unroll
+      for (int g = 0; g < 8; ++g)
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          size_t at = base + size_t(64 * tw.rank + 8 * g + 2 * q + u) * plane;
+          y[at] = v;
+          if (second) y[at + 1] = v;
+        }
+    }
+  }
+}
+
+// NHWC output of the same tiles: a tile's pixels are 64 x 512 bytes, each
+// CTA of the pair storing half of every pixel's channels.
+template <bool kContiguous>
+__global__ void tile_nhwc(float* y, float v) {
+  TileWalk<kContiguous> tw;
+  if (tw.pairs_rh == 0) return;
+  int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+  int const per_image = (tw.rh == 0 ? 65 : 64) * 65;
+  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+    for (int k = t; k < 64 * 2 * 16; k += 128) {  // 64 pixels x 2 phases x 16 float4 (64 channels)
+      int px = k / 32, ph = k / 16 % 2, c4 = k % 16;
+      int m = tile * 64 + px;
+      if (m >= tw.pixel_end) continue;
+      int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
+      int ow = 2 * j + ph;
+      if (ow >= WO) continue;
+      size_t at = ((size_t(n) * HO + 2 * i + tw.rh) * WO + ow) * C + 64 * tw.rank + 4 * c4;
+      *reinterpret_cast<float4*>(y + at) = make_float4(v, v, v, v);
+    }
+  }
+}
+
+__global__ void count_unwritten(float const* y, size_t elems, unsigned long long* bad) {
+  unsigned long long local = 0;
+  for (size_t k = blockIdx.x * size_t(blockDim.x) + threadIdx.x; k < elems; k += size_t(gridDim.x) * blockDim.x)
+    local += y[k] != 0.5f;
+  atomicAdd(bad, local);
+}
+
 template <class F>
 float time_ms(F launch) {
   cudaEvent_t a, b;
@@ -78,9 +199,33 @@ int main() {
     float a = time_ms([&] { nhwc<<<sms, threads>>>(y, rows, 0.5f); });
     float b = time_ms([&] { nchw_runs<<<sms, threads>>>(y, rows, 0.5f); });
     float c = time_ms([&] { nchw_half<<<sms, threads>>>(y, rows, 0.5f); });
-    float d = time_ms([&] { cudaMemsetAsync(y, 0, elems * sizeof(float)); });
-    printf("threads/CTA %d, %d CTAs: nhwc %.3f ms  nchw_runs %.3f ms  nchw_half %.3f ms  memset %.3f ms\n", threads, sms,
-           a, b, c, d);
+    printf("rows dealt round-robin, %d threads/CTA, %d CTAs: nhwc %.3f ms  nchw_runs %.3f ms  nchw_half %.3f ms\n",
+           threads, sms, a, b, c);
+  }
+  printf("memset %.3f ms\n", time_ms([&] { cudaMemsetAsync(y, 0, elems * sizeof(float)); }));
+  int grid = sms / 4 * 4;  // pairs split evenly over the two row phases
+  unsigned long long* bad;
+  cudaMalloc(&bad, sizeof(*bad));
+  auto check = [&](char const* name, auto launch) {  // every element written once the pattern ran
+    cudaMemset(y, 0xff, elems * sizeof(float));
+    cudaMemset(bad, 0, sizeof(*bad));
+    launch();
+    count_unwritten<<<sms * 4, 256>>>(y, elems, bad);
+    unsigned long long h = 0;
+    cudaMemcpy(&h, bad, sizeof(h), cudaMemcpyDeviceToHost);
+    printf("%s: %llu elements not written\n", name, h);
+  };
+  check("tile_nhwc", [&] { tile_nhwc<false><<<grid, 256>>>(y, 0.5f); });
+  check("tile_staged", [&] { tile_staged<false><<<grid, 256>>>(y, 0.5f); });
+  check("tile_register", [&] { tile_register<false><<<grid, 256>>>(y, 0.5f); });
+  check("tile_staged contiguous", [&] { tile_staged<true><<<grid, 256>>>(y, 0.5f); });
+  check("nchw_runs", [&] { nchw_runs<<<sms, 256>>>(y, rows, 0.5f); });
+  for (int contiguous = 0; contiguous < 2; ++contiguous) {
+    float tn = time_ms([&] { contiguous ? tile_nhwc<true><<<grid, 256>>>(y, 0.5f) : tile_nhwc<false><<<grid, 256>>>(y, 0.5f); });
+    float ts = time_ms([&] { contiguous ? tile_staged<true><<<grid, 256>>>(y, 0.5f) : tile_staged<false><<<grid, 256>>>(y, 0.5f); });
+    float tr = time_ms([&] { contiguous ? tile_register<true><<<grid, 256>>>(y, 0.5f) : tile_register<false><<<grid, 256>>>(y, 0.5f); });
+    printf("fused-kernel tiling (%s), %d CTAs x 256 threads: nhwc %.3f ms  nchw staged lines %.3f ms  nchw register pairs %.3f ms\n",
+           contiguous ? "contiguous tile range per pair" : "tiles round-robin", grid, tn, ts, tr);
   }
   cudaError_t e = cudaDeviceSynchronize();
   printf("%s\n", cudaGetErrorString(e));
