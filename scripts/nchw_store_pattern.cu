@@ -11,7 +11,8 @@
 // and then in the fused kernel's own tiling (TileWalk), as the NHWC epilogue,
 // the shipped sibling-pair register epilogue and a staged epilogue (aligned
 // 16-byte chunks of each channel's run) would store it, with tiles dealt
-// round-robin (as shipped) or in one contiguous range per CTA pair. Every
+// round-robin (as shipped) or in one contiguous range per CTA pair, and the
+// register pattern with 8-byte stores for the pairs that are 8-byte aligned. Every
 // pattern is first checked to write each element.
 // Build and run on the GPU machine:
 //   nvcc -O3 -arch=sm_90a scripts/nchw_store_pattern.cu -o /tmp/nsp && /tmp/nsp
@@ -114,7 +115,7 @@ __global__ void tile_staged(float* y, float v) {
 // Register design (the shipped sibling epilogue): per thread two rows (pixels)
 // x 8 groups x 2 channels, each a pair of adjacent output columns stored as two
 // single stores.
-template <bool kContiguous>
+template <bool kContiguous, bool kAlignedPairs = false>
 __global__ void tile_register(float* y, float v) {
   TileWalk<kContiguous> tw;
   if (tw.pairs_rh == 0) return;
@@ -132,8 +133,14 @@ __global__ void tile_register(float* y, float v) {
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
           size_t at = base + size_t(64 * tw.rank + 8 * g + 2 * q + u) * plane;
-          y[at] = v;
-          if (second) y[at + 1] = v;
+          // kAlignedPairs: one 8-byte store where the pair is 8-byte aligned
+          // (half of them: planes and rows are odd-sized), predicated, no branch.
+          bool pair = kAlignedPairs && second && (at % 2 == 0);
+          if (pair) asm volatile("st.global.v2.f32 [%0], {%1, %1};" ::"l"(y + at), "f"(v) : "memory");
+          if (!pair) {
+            y[at] = v;
+            if (second) y[at + 1] = v;
+          }
         }
     }
   }
@@ -220,6 +227,9 @@ int main() {
   check("tile_register", [&] { tile_register<false><<<grid, 256>>>(y, 0.5f); });
   check("tile_staged contiguous", [&] { tile_staged<true><<<grid, 256>>>(y, 0.5f); });
   check("nchw_runs", [&] { nchw_runs<<<sms, 256>>>(y, rows, 0.5f); });
+  check("tile_register aligned pairs", [&] { tile_register<false, true><<<grid, 256>>>(y, 0.5f); });
+  printf("fused-kernel tiling, register pairs with 8-byte stores where aligned: %.3f ms\n",
+         time_ms([&] { tile_register<false, true><<<grid, 256>>>(y, 0.5f); }));
   for (int contiguous = 0; contiguous < 2; ++contiguous) {
     float tn = time_ms([&] { contiguous ? tile_nhwc<true><<<grid, 256>>>(y, 0.5f) : tile_nhwc<false><<<grid, 256>>>(y, 0.5f); });
     float ts = time_ms([&] { contiguous ? tile_staged<true><<<grid, 256>>>(y, 0.5f) : tile_staged<false><<<grid, 256>>>(y, 0.5f); });
