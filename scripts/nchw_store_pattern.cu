@@ -12,7 +12,8 @@
 // the shipped sibling-pair register epilogue and a staged epilogue (aligned
 // 16-byte chunks of each channel's run) would store it, with tiles dealt
 // round-robin (as shipped) or in one contiguous range per CTA pair, and the
-// register pattern with 8-byte stores for the pairs that are 8-byte aligned. Every
+// register pattern with 8-byte stores for the pairs that are 8-byte aligned,
+// and warp runs (a warp-local transpose: 32 columns of one channel per store). Every
 // pattern is first checked to write each element.
 // Build and run on the GPU machine:
 //   nvcc -O3 -arch=sm_90a scripts/nchw_store_pattern.cu -o /tmp/nsp && /tmp/nsp
@@ -146,6 +147,28 @@ __global__ void tile_register(float* y, float v) {
   }
 }
 
+// Warp runs: warp w of a warpgroup owns the tile's pixels [16 w, 16 w + 16),
+// i.e. 32 consecutive output columns (both phases) when they lie in one row;
+// it stores them channel by channel, lane = column: one 128-byte run of one
+// plane per warp store (a warp-local transpose of the register pairs).
+template <bool kContiguous>
+__global__ void tile_warp_runs(float* y, float v) {
+  TileWalk<kContiguous> tw;
+  if (tw.pairs_rh == 0) return;
+  int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
+  int const plane = HO * WO, per_image = (tw.rh == 0 ? 65 : 64) * 65;
+  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+    int m = tile * 64 + warp * 16 + lane / 2;
+    int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
+    int ow = 2 * j + lane % 2;
+    bool ok = m < tw.pixel_end && ow < WO;
+    float* dst = y + (size_t(n) * C + 64 * tw.rank) * plane + size_t(2 * i + tw.rh) * WO + ow;
+#pragma unroll 8
+    for (int c = 0; c < 64; ++c)
+      if (ok) dst[size_t(c) * plane] = v;
+  }
+}
+
 // NHWC output of the same tiles: a tile's pixels are 64 x 512 bytes, each
 // CTA of the pair storing half of every pixel's channels.
 template <bool kContiguous>
@@ -227,6 +250,9 @@ int main() {
   check("tile_register", [&] { tile_register<false><<<grid, 256>>>(y, 0.5f); });
   check("tile_staged contiguous", [&] { tile_staged<true><<<grid, 256>>>(y, 0.5f); });
   check("nchw_runs", [&] { nchw_runs<<<sms, 256>>>(y, rows, 0.5f); });
+  check("tile_warp_runs", [&] { tile_warp_runs<false><<<grid, 256>>>(y, 0.5f); });
+  printf("fused-kernel tiling, warp runs (32 columns x one channel per warp store): %.3f ms\n",
+         time_ms([&] { tile_warp_runs<false><<<grid, 256>>>(y, 0.5f); }));
   check("tile_register aligned pairs", [&] { tile_register<false, true><<<grid, 256>>>(y, 0.5f); });
   printf("fused-kernel tiling, register pairs with 8-byte stores where aligned: %.3f ms\n",
          time_ms([&] { tile_register<false, true><<<grid, 256>>>(y, 0.5f); }));

@@ -1,5 +1,5 @@
-// SiblingPairNchwEpilogue — the sm90 kernel's NCHW epilogue for stride_w == 2,
-// storing consecutive output columns straight from registers.
+// SiblingPairNchwEpilogue — the sm90 kernel's NCHW epilogue for stride_w == 2:
+// each warp stores runs of 32 consecutive output columns of one channel.
 //
 // One column phase alone fills every other element of an NCHW output row. Two
 // sibling CTAs of a cluster compute the two column phases (r_w = 0, 1) of the
@@ -8,8 +8,10 @@
 // Each sibling keeps half of the channels and sends the other half to its
 // sibling through distributed shared memory; then every thread holds both
 // phases of its rows for its half of the channels, i.e. pairs of adjacent
-// output elements; the two stores of a warp's pairs together cover 16
-// consecutive output columns of four channels, with no transpose.
+// output elements. A warp's 16 rows are 16 consecutive pixels, 32 consecutive
+// output columns: the warp transposes its pairs through its own part of the
+// exchange buffer (no other warp touches it) and stores channel by channel,
+// lane = output column.
 //
 // Assumptions (checked where the kernel is configured, launch_sm90.h):
 //   * stride_w == 2; the two CTAs of a cluster run the same tile sequence over
@@ -19,8 +21,11 @@
 //     SoftmaxRegisterEpilogue, whose row_softmax this reuses); rank 0 stores
 //     column groups [0, kTileN/16), rank 1 the rest. Padded columns are never
 //     stored.
-//   * WGMMA's 64xN accumulator layout, kTileM == 64; the 128 threads of the
-//     warpgroup call apply together, once per tile, `iter` counting their tiles.
+//   * WGMMA's 64xN accumulator layout, kTileM == 64 (warp w holds rows
+//     [16 w, 16 w + 16)); the 128 threads of the warpgroup call apply together,
+//     once per tile, `iter` counting their tiles.
+//   * kTileN == 128: a warp's part of one exchange buffer (4 KB) holds a round
+//     of 32 channels x 32 columns.
 #pragma once
 
 #include <cstdint>
@@ -43,8 +48,15 @@ struct SiblingPairNchwEpilogue {
   static constexpr int kHalfGroups = kColGroups / 2;    // 8-channel groups each sibling stores
   static constexpr int kSendFloats = 2 * kHalfGroups * 2;  // per thread: 2 rows x groups x 2 columns
   static constexpr int kSendVecs = kSendFloats / 4;
-  static constexpr int kExchangeFloat4s = kSendVecs * 128;  // one buffer: [vec][thread], conflict-free
+  // One buffer: [warp][vec][lane] (conflict-free, and each warp's part is
+  // contiguous: after the warp has read it, it is the warp's transpose stage).
+  static constexpr int kExchangeFloat4s = kSendVecs * 128;
   static constexpr int kStagingFloats = 0;
+  // The warp-local transpose: kRoundChannels channels x 32 output columns per round.
+  static constexpr int kRoundGroups = 4;
+  static constexpr int kRoundChannels = 8 * kRoundGroups;
+  static_assert(kHalfGroups % kRoundGroups == 0, "whole rounds");
+  static_assert(kRoundChannels * 32 <= 4 * kSendVecs * 32, "a round's stage fits in the warp's exchange part");
 
   template <class AccTensor>
   __device__ __forceinline__ static void apply(AccTensor& acc, EpilogueContext const& ctx, OutputGeometry const& out,
@@ -83,62 +95,95 @@ struct SiblingPairNchwEpilogue {
       // load does), so no fence is needed: a release at cluster scope compiled to
       // MEMBAR.ALL.GPU, which waited for this thread's global stores.
       int const sibling = ctx.rank ^ 1;
-      uint32_t remote = cute::set_block_rank(cute::cast_smem_ptr_to_uint(ctx.exchange + buf * kExchangeFloat4s), sibling);
+      uint32_t remote = cute::set_block_rank(
+          cute::cast_smem_ptr_to_uint(ctx.exchange + buf * kExchangeFloat4s + warp * kSendVecs * 32 + lane), sibling);
       uint32_t remote_bar = cute::set_block_rank(cute::cast_smem_ptr_to_uint(&ctx.exchange_bar[buf]), sibling);
       CUTLASS_PRAGMA_UNROLL
       for (int k = 0; k < kSendVecs; ++k)
         asm volatile(
             "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
-                remote + (k * 128 + thread_in_wg) * 16),
+                remote + k * 32 * 16),
             "f"(send[k].x), "f"(send[k].y), "f"(send[k].z), "f"(send[k].w), "r"(remote_bar)
             : "memory");
     }
 
-    // Where this thread's two rows land (phase-0 column of the pair), meanwhile.
+    // Where lane L's output column of the warp's 32 lands: pixel m0 + 16 warp +
+    // L / 2 (16 consecutive pixels, both phases), phase L % 2. Meanwhile.
     int64_t const plane = int64_t(out.H_out) * out.W_out;
-    int64_t base[2];
-    bool row_ok[2], second_ok[2];
-    CUTLASS_PRAGMA_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      int m = m0 + warp * 16 + h * 8 + lane / 4;
+    int64_t column;
+    bool column_ok;
+    {
+      int m = m0 + warp * 16 + lane / 2;
       int per_image = grid.rows * grid.cols;
       int n = m / per_image, rem = m - n * per_image;
       int i = rem / grid.cols, j = rem - i * grid.cols;
-      row_ok[h] = m < grid.pixel_end;
-      second_ok[h] = 2 * j + 1 < out.W_out;
-      base[h] = int64_t(n) * out.Cout * plane + (int64_t(i) * out.stride_h + grid.r_h) * out.W_out + 2 * j;
+      int ow = 2 * j + lane % 2;
+      column_ok = m < grid.pixel_end && ow < out.W_out;
+      column = (int64_t(n) * out.Cout + ctx.rank * (kTileN / 2)) * plane +
+               (int64_t(i) * out.stride_h + grid.r_h) * out.W_out + ow;
     }
 
     // The sibling's values for this CTA's half. Buffer `buf` is rewritten only
     // after the sibling has received this thread's next tile, which this thread
-    // sends after these reads.
+    // sends after its last use of the buffer below.
     cutlass::arch::ClusterBarrier::wait(&ctx.exchange_bar[buf], (iter >> 1) & 1);
+    float* stage = reinterpret_cast<float*>(ctx.exchange + buf * kExchangeFloat4s + warp * kSendVecs * 32);
     float4 recv[kSendVecs];
     CUTLASS_PRAGMA_UNROLL
-    for (int k = 0; k < kSendVecs; ++k) recv[k] = ctx.exchange[buf * kExchangeFloat4s + k * 128 + thread_in_wg];
+    for (int k = 0; k < kSendVecs; ++k) recv[k] = reinterpret_cast<float4 const*>(stage)[k * 32 + lane];
     float const* other = reinterpret_cast<float const*>(recv);
 
+    // Warp-local transpose through the warp's part of the buffer: the pairs
+    // (phase 0, phase 1) go in as [channel][column], then every warp store is
+    // one channel's 32 consecutive output columns (128 bytes of fp32), instead of
+    // four planes' stride-2 halves (2.0 -> 1.1 ms for the stores alone,
+    // scripts/nchw_store_pattern.cu). Columns are XOR-swizzled by channel so
+    // that both the pair writes and the row reads are bank-conflict-free.
     Element* y = static_cast<Element*>(out.y);
     CUTLASS_PRAGMA_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      if (!row_ok[h]) continue;
+    for (int round = 0; round < kHalfGroups / kRoundGroups; ++round) {
+      __syncwarp();  // the buffer's previous contents (received values, last round) are read
       CUTLASS_PRAGMA_UNROLL
-      for (int g = 0; g < kHalfGroups; ++g)
+      for (int h = 0; h < 2; ++h)
         CUTLASS_PRAGMA_UNROLL
-        for (int v = 0; v < 2; ++v) {
-          int col = 8 * (keep0 + g) + quad_col + v;
-          if (col >= out.Cout) continue;
-          float mine = kept[h][g][v], theirs = other[(h * kHalfGroups + g) * 2 + v];
-          float first = ctx.rank ? theirs : mine, second = ctx.rank ? mine : theirs;
-          // Two single stores, one code path: 2-element stores where a pair is
-          // aligned (half of them, as the row pitch is odd) measured 9% slower
-          // for fp32, the branch per pair costing more in instruction fetch than
-          // the stores it saved (benchmarks/NOTES.md v5).
-          int64_t at = base[h] + col * plane;
-          y[at] = from_float<Element>(first);
-          if (second_ok[h]) y[at + 1] = from_float<Element>(second);
-        }
+        for (int gr = 0; gr < kRoundGroups; ++gr)
+          CUTLASS_PRAGMA_UNROLL
+          for (int v = 0; v < 2; ++v) {
+            int g = round * kRoundGroups + gr;
+            int channel = 8 * gr + quad_col + v;  // within the round
+            float mine = kept[h][g][v], theirs = other[(h * kHalfGroups + g) * 2 + v];
+            int col = 2 * (h * 8 + lane / 4);
+            // (this CTA's phase, the sibling's): the reader swaps them back for rank 1.
+            *reinterpret_cast<float2*>(stage + channel * 32 + (col ^ swizzle(channel))) = make_float2(mine, theirs);
+          }
+      __syncwarp();
+      int const channel0 = ctx.rank * (kTileN / 2) + round * kRoundChannels;
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < kRoundChannels; ++c) {
+        float value = stage[c * 32 + (lane ^ ctx.rank ^ swizzle(c))];
+        store_if(column_ok && channel0 + c < out.Cout, y + column + int64_t(round * kRoundChannels + c) * plane,
+                 value);
+      }
     }
+  }
+
+  // Column swizzle of stage row `channel`: the pair writes of a half-warp (4
+  // rows x 4 channels) and a warp's row read each hit 32 distinct banks.
+  __device__ __forceinline__ static int swizzle(int channel) { return 8 * ((channel >> 1) & 3); }
+
+  // A predicated store, in asm: from C++ the compiler put a branch around each
+  // of the 64 stores (instruction-fetch stalls, NOTES v5).
+  __device__ __forceinline__ static void store_if(bool p, float* dst, float v) {
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p st.global.f32 [%0], %1;\n}\n" ::"l"(dst), "f"(v),
+                 "r"(int(p))
+                 : "memory");
+  }
+  template <typename Half>
+  __device__ __forceinline__ static void store_if(bool p, Half* dst, float v) {
+    Half h = from_float<Half>(v);
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p st.global.b16 [%0], %1;\n}\n" ::"l"(dst),
+                 "h"(*reinterpret_cast<unsigned short const*>(&h)), "r"(int(p))
+                 : "memory");
   }
 };
 
