@@ -152,7 +152,9 @@ def test_pack_input_copies_a_misaligned_view():
 @pytest.mark.requires_cuda
 @pytest.mark.requires_native
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("n,cin,h,w", [(2, 5, 9, 11), (3, 64, 16, 16), (1, 40, 1, 33), (2, 8, 7, 1)])
+@pytest.mark.parametrize(
+    "n,cin,h,w", [(2, 5, 9, 11), (3, 64, 16, 16), (1, 40, 1, 33), (2, 8, 7, 1), (2, 70, 10, 13), (1, 3, 4, 2)]
+)
 def test_pack_input_of_nchw_cuda_input_matches_permute_and_zero_pads(dtype, n, cin, h, w):
     x = torch.randn(n, cin, h, w, device="cuda").to(dtype)
     args = _args_for(x)
