@@ -110,7 +110,6 @@ struct SiblingPairNchwEpilogue {
     // Where lane L's output column of the warp's 32 lands: pixel m0 + 16 warp +
     // L / 2 (16 consecutive pixels, both phases), phase L % 2. Meanwhile.
     int64_t const plane = int64_t(out.H_out) * out.W_out;
-    int const plane32 = out.H_out * out.W_out;
     int64_t column;
     bool column_ok;
     {
@@ -159,14 +158,11 @@ struct SiblingPairNchwEpilogue {
           }
       __syncwarp();
       int const channel0 = ctx.rank * (kTileN / 2) + round * kRoundChannels;
-      Element* const y_round = y + column + int64_t(round * kRoundChannels) * plane;
       CUTLASS_PRAGMA_UNROLL
       for (int c = 0; c < kRoundChannels; ++c) {
         float value = stage[c * 32 + (lane ^ ctx.rank ^ swizzle(c))];
-        // c * plane in 32 bits (< 2^31, checked on the host) and one wide
-        // multiply-add per store: a running 64-bit pointer cost two adds and
-        // two moves into an aligned register pair per store.
-        store_if(column_ok && channel0 + c < out.Cout, y_round + c * plane32, value);
+        store_if(column_ok && channel0 + c < out.Cout, y + column + int64_t(round * kRoundChannels + c) * plane,
+                 value);
       }
     }
   }
