@@ -24,8 +24,8 @@
 //   * WGMMA's 64xN accumulator layout, kTileM == 64 (warp w holds rows
 //     [16 w, 16 w + 16)); the 128 threads of the warpgroup call apply together,
 //     once per tile, `iter` counting their tiles.
-//   * kTileN == 128: a warp's part of one exchange buffer (4 KB) holds a round
-//     of 32 channels x 32 columns.
+//   * kTileN >= 128: a warp's part of one exchange buffer (4 KB at kTileN = 128)
+//     holds a round of 32 channels x 32 columns (static_assert below).
 #pragma once
 
 #include <cstdint>
