@@ -77,7 +77,7 @@ struct SmemPlan {
       bytes = 0;
 };
 
-// Tuning knob: FCT_SM90_MAX_STAGES caps the A ring (default: as deep as fits).
+// Tuning knob: FCT_SM90_MAX_STAGES caps the A ring (default: plan_smem's choice).
 inline int max_stages_setting() {
   static int const cap = [] {
     char const* v = std::getenv("FCT_SM90_MAX_STAGES");
@@ -109,7 +109,13 @@ SmemPlan plan_smem(int max_kblocks, int smem_optin) {
   int exchange_bytes = 0;
   if constexpr (Traits::kSiblingPair) exchange_bytes = 2 * 2 * Traits::Epilogue::kExchangeFloat4s * 16;
   int fixed = max_kblocks * Traits::kBBlockBytes + bias_bytes + staging_bytes + exchange_bytes + kBarrierBytes + 1024;
-  plan.stages = std::min(max_stages_setting(), (smem_optin - fixed) / Traits::kStageBytes);
+  // No deeper than one tile's k-blocks plus one (at least 4): the two consumers
+  // still run their mainloops concurrently (stages > k-blocks), and a deeper
+  // ring measured slower on the H100 (bf16 reference problem, 4 k-blocks: NCHW
+  // 0.757 ms at 16 stages, 0.688-0.694 at 5, 0.686-0.689 at 4; NHWC 0.572 ->
+  // 0.559-0.562 at 5; benchmarks/NOTES.md v7).
+  int const useful_stages = std::max(max_kblocks + 1, 4);
+  plan.stages = std::min({max_stages_setting(), useful_stages, (smem_optin - fixed) / Traits::kStageBytes});
   plan.b_offset = plan.stages * Traits::kStageBytes;
   plan.bias_offset = plan.b_offset + max_kblocks * Traits::kBBlockBytes;
   plan.staging_offset = plan.bias_offset + bias_bytes;
