@@ -62,15 +62,15 @@ __global__ void nchw_half(float* y, int rows, float v) {
 // kContiguous: each pair takes one contiguous range of tiles instead.
 template <bool kContiguous = false>
 struct TileWalk {
-  int rh, local, pairs_rh, rank, tiles, pixel_end, first, step, end;
+  int rh, local, pairs_rh, rank, tiles, per_image, pixel_end, first, step, end;
   __device__ TileWalk() {
     int pairs = gridDim.x / 2, p = blockIdx.x / 2;
     pairs_rh = pairs / 2;
     rh = p < pairs_rh ? 0 : 1;
     local = p - rh * pairs_rh;
     rank = blockIdx.x % 2;
-    int rows = rh == 0 ? 65 : 64;
-    pixel_end = N * rows * 65;
+    per_image = (rh == 0 ? 65 : 64) * 65;
+    pixel_end = N * per_image;
     tiles = (pixel_end + 63) / 64;
     int per = (tiles + pairs_rh - 1) / max(pairs_rh, 1);
     first = kContiguous ? local * per : local;
@@ -79,7 +79,16 @@ struct TileWalk {
   }
   // Warpgroup g's k-th tile.
   __device__ int tile(int g, int k) const { return first + (2 * k + g) * step; }
+  // Phase pixel m as (image, phase row, phase-0 column).
+  __device__ void pixel(int m, int& n, int& i, int& j) const {
+    n = m / per_image;
+    int rem = m - n * per_image;
+    i = rem / 65;
+    j = rem - i * 65;
+  }
 };
+
+constexpr int kPlane = HO * WO;
 
 // Staged design: per segment (part of one output row) and channel, aligned
 // 16-byte chunks (lane k: chunk k + 1, lanes 0-3: the partial head).
@@ -88,17 +97,17 @@ __global__ void tile_staged(float* y, float v) {
   TileWalk<kContiguous> tw;
   if (tw.pairs_rh == 0) return;
   int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
-  int const plane = HO * WO, per_image = (tw.rh == 0 ? 65 : 64) * 65;
   for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
     int m0 = tile * 64, m_stop = min(m0 + 64, tw.pixel_end);
     for (int m = m0; m < m_stop;) {
-      int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
+      int n, i, j;
+      tw.pixel(m, n, i, j);
       int npx = min(m_stop - m, 65 - j);
       int len = min(2 * npx, WO - 2 * j);
-      size_t start = (size_t(n) * C + 64 * tw.rank) * plane + size_t(2 * i + tw.rh) * WO + 2 * j;
+      size_t start = (size_t(n) * C + 64 * tw.rank) * kPlane + size_t(2 * i + tw.rh) * WO + 2 * j;
       for (int c = 0; c < 16; ++c) {
         int lc = warp + 4 * c;
-        size_t run = start + size_t(lc) * plane;
+        size_t run = start + size_t(lc) * kPlane;
         int e = int(run & 3);
         float* dst = y + run - e;
         int first = 4 * (lane + 1) - e;
@@ -121,19 +130,19 @@ __global__ void tile_register(float* y, float v) {
   TileWalk<kContiguous> tw;
   if (tw.pairs_rh == 0) return;
   int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32, q = lane % 4;
-  int const plane = HO * WO, per_image = (tw.rh == 0 ? 65 : 64) * 65;
   for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
     for (int h = 0; h < 2; ++h) {
       int m = tile * 64 + warp * 16 + h * 8 + lane / 4;
       if (m >= tw.pixel_end) continue;
-      int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
-      size_t base = size_t(n) * C * plane + size_t(2 * i + tw.rh) * WO + 2 * j;
+      int n, i, j;
+      tw.pixel(m, n, i, j);
+      size_t base = size_t(n) * C * kPlane + size_t(2 * i + tw.rh) * WO + 2 * j;
       bool second = 2 * j + 1 < WO;
 #pragma unroll
       for (int g = 0; g < 8; ++g)
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
-          size_t at = base + size_t(64 * tw.rank + 8 * g + 2 * q + u) * plane;
+          size_t at = base + size_t(64 * tw.rank + 8 * g + 2 * q + u) * kPlane;
           // kAlignedPairs: one 8-byte store where the pair is 8-byte aligned
           // (half of them: planes and rows are odd-sized), predicated, no branch.
           bool pair = kAlignedPairs && second && (at % 2 == 0);
@@ -156,16 +165,16 @@ __global__ void tile_warp_runs(float* y, float v) {
   TileWalk<kContiguous> tw;
   if (tw.pairs_rh == 0) return;
   int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
-  int const plane = HO * WO, per_image = (tw.rh == 0 ? 65 : 64) * 65;
   for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
     int m = tile * 64 + warp * 16 + lane / 2;
-    int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
+    int n, i, j;
+    tw.pixel(m, n, i, j);
     int ow = 2 * j + lane % 2;
     bool ok = m < tw.pixel_end && ow < WO;
-    float* dst = y + (size_t(n) * C + 64 * tw.rank) * plane + size_t(2 * i + tw.rh) * WO + ow;
+    float* dst = y + (size_t(n) * C + 64 * tw.rank) * kPlane + size_t(2 * i + tw.rh) * WO + ow;
 #pragma unroll 8
     for (int c = 0; c < 64; ++c)
-      if (ok) dst[size_t(c) * plane] = v;
+      if (ok) dst[size_t(c) * kPlane] = v;
   }
 }
 
@@ -176,13 +185,13 @@ __global__ void tile_nhwc(float* y, float v) {
   TileWalk<kContiguous> tw;
   if (tw.pairs_rh == 0) return;
   int wg = threadIdx.x / 128, t = threadIdx.x % 128;
-  int const per_image = (tw.rh == 0 ? 65 : 64) * 65;
   for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
     for (int k = t; k < 64 * 2 * 16; k += 128) {  // 64 pixels x 2 phases x 16 float4 (64 channels)
       int px = k / 32, ph = k / 16 % 2, c4 = k % 16;
       int m = tile * 64 + px;
       if (m >= tw.pixel_end) continue;
-      int n = m / per_image, rem = m - n * per_image, i = rem / 65, j = rem - i * 65;
+      int n, i, j;
+      tw.pixel(m, n, i, j);
       int ow = 2 * j + ph;
       if (ow >= WO) continue;
       size_t at = ((size_t(n) * HO + 2 * i + tw.rh) * WO + ow) * C + 64 * tw.rank + 4 * c4;

@@ -47,8 +47,8 @@ __global__ void __launch_bounds__(kTile * kRowsPerPass)
 
 // 16-bit elements: the same transpose on a 64 x 64 tile, two elements per
 // thread and access, so that every warp access is 128 bytes (32 x 64-byte
-// accesses left the bf16 conversion at ~3x its copy time). Needs HW even (pixel
-// pairs 4-byte aligned); C_pad is a multiple of 8.
+// accesses left the bf16 conversion at ~3x its copy time). Needs HW and C_pad
+// even and both tensors 4-byte aligned (checked in launch).
 constexpr int kTile2 = 64;
 
 template <typename T>
@@ -85,21 +85,22 @@ __global__ void __launch_bounds__(32 * kRowsPerPass)
 
 template <typename T>
 Status launch(void const* x, void* y, int64_t N, int C, int64_t HW, int C_pad, cudaStream_t stream) {
+  bool const pairs = sizeof(T) == 2 && HW % 2 == 0 && C_pad % 2 == 0 && reinterpret_cast<uintptr_t>(x) % 4 == 0 &&
+                     reinterpret_cast<uintptr_t>(y) % 4 == 0;
+  int const tile = pairs ? kTile2 : kTile;  // both kernels run 32 x kRowsPerPass threads
+  int64_t const pixel_tiles = (HW + tile - 1) / tile;
+  if (pixel_tiles > 0x7fffffff) return Status::error("nchw_to_nhwc: H*W too large");
+  dim3 const grid(unsigned(pixel_tiles), unsigned((C_pad + tile - 1) / tile), unsigned(std::min<int64_t>(N, 65535)));
+  dim3 const block(32, kRowsPerPass);
+  auto const* src = static_cast<T const*>(x);
+  auto* dst = static_cast<T*>(y);
   if constexpr (sizeof(T) == 2) {
-    if (HW % 2 == 0 && C_pad % 2 == 0 && reinterpret_cast<uintptr_t>(x) % 4 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0) {
-      int64_t pixel_tiles = (HW + kTile2 - 1) / kTile2;
-      if (pixel_tiles > 0x7fffffff) return Status::error("nchw_to_nhwc: H*W too large");
-      dim3 grid(unsigned(pixel_tiles), unsigned((C_pad + kTile2 - 1) / kTile2), unsigned(std::min<int64_t>(N, 65535)));
-      nchw_to_nhwc_pairs_kernel<T><<<grid, dim3(32, kRowsPerPass), 0, stream>>>(
-          static_cast<T const*>(x), static_cast<T*>(y), N, C, HW, C_pad);
+    if (pairs) {
+      nchw_to_nhwc_pairs_kernel<T><<<grid, block, 0, stream>>>(src, dst, N, C, HW, C_pad);
       return last_launch_status("nchw_to_nhwc");
     }
   }
-  dim3 block(kTile, kRowsPerPass);
-  int64_t pixel_tiles = (HW + kTile - 1) / kTile;
-  if (pixel_tiles > 0x7fffffff) return Status::error("nchw_to_nhwc: H*W too large");
-  dim3 grid(unsigned(pixel_tiles), unsigned((C_pad + kTile - 1) / kTile), unsigned(std::min<int64_t>(N, 65535)));
-  nchw_to_nhwc_kernel<T><<<grid, block, 0, stream>>>(static_cast<T const*>(x), static_cast<T*>(y), N, C, HW, C_pad);
+  nchw_to_nhwc_kernel<T><<<grid, block, 0, stream>>>(src, dst, N, C, HW, C_pad);
   return last_launch_status("nchw_to_nhwc");
 }
 

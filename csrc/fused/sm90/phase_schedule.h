@@ -80,12 +80,12 @@ inline PhaseSchedule make_phase_schedule(ConvTransposeProblem const& p, int num_
   return sched;
 }
 
-// For NCHW output with stride_w == 2 (PairedNchwSoftmaxEpilogue): one tile
-// computes both column phases (r_w = 0, 1) of the same phase pixels, so that its
-// stores cover runs of consecutive output columns in whole sectors. Pixels are
-// indexed over the wider column phase (r_w = 0; r_w = 1 has the same columns or
-// one fewer, masked). Each row phase gets an equal share of the `groups` CTA
-// groups (clusters of two); both entries of a row phase carry that range, with
+// For NCHW output with stride_w == 2 (sibling pairs, SiblingPairNchwEpilogue):
+// the two CTAs of a group (cluster) compute column phases r_w = 0 and 1 of the
+// same tiles, so that together they hold runs of consecutive output columns.
+// Pixels are indexed over the wider column phase (r_w = 0; r_w = 1 has the same
+// columns or one fewer, masked). Each row phase gets an equal share of the
+// `groups` CTA groups; both entries of a row phase carry that range, with
 // cta_begin and ctas counted in groups.
 inline PhaseSchedule make_paired_schedule(ConvTransposeProblem const& p, int groups) {
   PhaseSchedule sched = phase_geometry(p);
