@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cute/arch/cluster_sm90.hpp"
 #include "cute/tensor.hpp"
@@ -135,55 +136,106 @@ struct SiblingPairNchwEpilogue {
 
     // Warp-local transpose through the warp's part of the buffer: the pairs
     // (phase 0, phase 1) go in as [channel][column], then every warp store is
-    // one channel's 32 consecutive output columns (128 bytes of fp32), instead of
-    // four planes' stride-2 halves (2.0 -> 1.1 ms for the stores alone,
-    // scripts/nchw_store_pattern.cu). Columns are XOR-swizzled by channel so
-    // that both the pair writes and the row reads are bank-conflict-free.
-    Element* y = static_cast<Element*>(out.y);
-    CUTLASS_PRAGMA_UNROLL
-    for (int round = 0; round < kHalfGroups / kRoundGroups; ++round) {
-      __syncwarp();  // the buffer's previous contents (received values, last round) are read
+    // one channel's 32 consecutive output columns, instead of four planes'
+    // stride-2 halves (2.0 -> 1.1 ms for the stores alone,
+    // scripts/nchw_store_pattern.cu). 16-bit output packs two channels per
+    // 32-bit word, so that one round, half the shared loads and half the
+    // conversions cover all of the CTA's channels.
+    Element* y = static_cast<Element*>(out.y) + column;
+    int const kept_channels = out.Cout - ctx.rank * (kTileN / 2);  // this CTA's real channels (may exceed kTileN/2)
+    if constexpr (sizeof(Element) == 4) {
       CUTLASS_PRAGMA_UNROLL
-      for (int h = 0; h < 2; ++h)
+      for (int round = 0; round < kHalfGroups / kRoundGroups; ++round) {
+        __syncwarp();  // the buffer's previous contents (received values, last round) are read
         CUTLASS_PRAGMA_UNROLL
-        for (int gr = 0; gr < kRoundGroups; ++gr)
+        for (int h = 0; h < 2; ++h) {
+          float* row = stage + pair_offset(lane, h);
           CUTLASS_PRAGMA_UNROLL
-          for (int v = 0; v < 2; ++v) {
-            int g = round * kRoundGroups + gr;
-            int channel = 8 * gr + quad_col + v;  // within the round
-            float mine = kept[h][g][v], theirs = other[(h * kHalfGroups + g) * 2 + v];
-            int col = 2 * (h * 8 + lane / 4);
-            // (this CTA's phase, the sibling's): the reader swaps them back for rank 1.
-            *reinterpret_cast<float2*>(stage + channel * 32 + (col ^ swizzle(channel))) = make_float2(mine, theirs);
-          }
-      __syncwarp();
-      int const channel0 = ctx.rank * (kTileN / 2) + round * kRoundChannels;
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < kRoundChannels; ++c) {
-        float value = stage[c * 32 + (lane ^ ctx.rank ^ swizzle(c))];
-        store_if(column_ok && channel0 + c < out.Cout, y + column + int64_t(round * kRoundChannels + c) * plane,
-                 value);
+          for (int gr = 0; gr < kRoundGroups; ++gr)
+            CUTLASS_PRAGMA_UNROLL
+            for (int v = 0; v < 2; ++v) {
+              int g = round * kRoundGroups + gr;
+              // (this CTA's phase, the sibling's): the reader swaps them back for rank 1.
+              *reinterpret_cast<float2*>(row + (8 * gr + v) * 32) =
+                  make_float2(kept[h][g][v], other[(h * kHalfGroups + g) * 2 + v]);
+            }
+        }
+        __syncwarp();
+        store_channels<kRoundChannels>(column_ok, kept_channels - round * kRoundChannels,
+                                       y + int64_t(round * kRoundChannels) * plane, plane,
+                                       [&](int c) { return stage[c * 32 + (lane ^ ctx.rank ^ swizzle(c))]; });
       }
+    } else {
+      using Pair = std::conditional_t<std::is_same_v<Element, __half>, __half2, __nv_bfloat162>;
+      uint32_t* words = reinterpret_cast<uint32_t*>(stage);  // [channel pair][column]
+      __syncwarp();  // the received values are read
+      CUTLASS_PRAGMA_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        uint32_t* row = words + pair_offset(lane, h);
+        CUTLASS_PRAGMA_UNROLL
+        for (int g = 0; g < kHalfGroups; ++g) {
+          float const* theirs = other + (h * kHalfGroups + g) * 2;
+          Pair a = to_pair<Pair>(kept[h][g][0], kept[h][g][1]), b = to_pair<Pair>(theirs[0], theirs[1]);
+          *reinterpret_cast<uint2*>(row + 4 * g * 32) =
+              make_uint2(*reinterpret_cast<uint32_t*>(&a), *reinterpret_cast<uint32_t*>(&b));
+        }
+      }
+      __syncwarp();
+      store_channels<kTileN / 2>(column_ok, kept_channels, y, plane, [&](int c) {
+        uint32_t w = words[(c / 2) * 32 + (lane ^ ctx.rank ^ swizzle(c))];
+        Pair pr = *reinterpret_cast<Pair*>(&w);
+        return c % 2 ? pr.y : pr.x;
+      });
     }
   }
 
-  // Column swizzle of stage row `channel`: the pair writes of a half-warp (4
-  // rows x 4 channels) and a warp's row read each hit 32 distinct banks.
+  // Column swizzle of stage row `channel` (fp32) or channel pair `channel / 2`
+  // (16-bit): the pair writes of a half-warp (4 rows x 4 channel pairs) and a
+  // warp's row read each hit 32 distinct banks.
   __device__ __forceinline__ static int swizzle(int channel) { return 8 * ((channel >> 1) & 3); }
 
-  // A predicated store, in asm: from C++ the compiler put a branch around each
-  // of the 64 stores (instruction-fetch stalls, NOTES v5).
-  __device__ __forceinline__ static void store_if(bool p, float* dst, float v) {
-    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p st.global.f32 [%0], %1;\n}\n" ::"l"(dst), "f"(v),
-                 "r"(int(p))
-                 : "memory");
+  // Where a thread writes its (phase 0, phase 1) pair of row half h, channel
+  // quad_col (+ 8 per group, + 1 for v; for 16-bit both in one word): the
+  // swizzle of those channels is 8 * (lane % 4) whatever the group, so every
+  // write is one base plus a compile-time offset.
+  __device__ __forceinline__ static int pair_offset(int lane, int h) {
+    int col = 2 * (h * 8 + lane / 4);
+    return (lane % 4) * (sizeof(Element) == 4 ? 64 : 32) + (col ^ (8 * (lane % 4)));
   }
-  template <typename Half>
-  __device__ __forceinline__ static void store_if(bool p, Half* dst, float v) {
-    Half h = from_float<Half>(v);
-    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p st.global.b16 [%0], %1;\n}\n" ::"l"(dst),
-                 "h"(*reinterpret_cast<unsigned short const*>(&h)), "r"(int(p))
-                 : "memory");
+
+  template <typename Pair>
+  __device__ __forceinline__ static Pair to_pair(float lo, float hi) {
+    if constexpr (std::is_same_v<Pair, __half2>)
+      return __floats2half2_rn(lo, hi);
+    else
+      return __floats2bfloat162_rn(lo, hi);
+  }
+
+  // Stores value(c) to channel c's plane for c < min(kChannels, channels): one
+  // branch for the lane (past the tile or row end) around plain stores, and a
+  // warp-uniform choice between the unrolled loop over every channel (Cout
+  // fills the tile half) and a rolled one. Per-store predicates or bounds
+  // checks cost several instructions per store in a loop that is mostly
+  // instruction issue (Nsight, NOTES v9); a branch per store costs
+  // instruction-fetch stalls (NOTES v5).
+  template <int kChannels, class Value>
+  __device__ __forceinline__ static void store_channels(bool lane_ok, int channels, Element* dst, int64_t plane,
+                                                        Value const& value) {
+    if (!lane_ok) return;
+    if (channels >= kChannels) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < kChannels; ++c) dst[c * plane] = to_element(value(c));
+    } else {
+#pragma unroll 1
+      for (int c = 0; c < channels; ++c) dst[c * plane] = to_element(value(c));
+    }
+  }
+  template <typename T>
+  __device__ __forceinline__ static Element to_element(T v) {
+    if constexpr (std::is_same_v<T, float>)
+      return from_float<Element>(v);
+    else
+      return v;
   }
 };
 
