@@ -113,8 +113,11 @@ SmemPlan plan_smem(int max_kblocks, int smem_optin) {
   // still run their mainloops concurrently (stages > k-blocks), and a deeper
   // ring measured slower on the H100 (bf16 reference problem, 4 k-blocks: NCHW
   // 0.757 ms at 16 stages, 0.688-0.694 at 5, 0.686-0.689 at 4; NHWC 0.572 ->
-  // 0.559-0.562 at 5; benchmarks/NOTES.md v8).
-  int const useful_stages = std::max(max_kblocks + 1, 4);
+  // 0.559-0.562 at 5; benchmarks/NOTES.md v8). Sibling pairs (NCHW) stop at
+  // the k-blocks (at least 4), so their consumers take turns: with v9's
+  // epilogue bf16 NCHW 0.647 -> 0.631 ms at 4 stages, while NHWC is slower there
+  // (0.560 -> 0.569; NOTES v9).
+  int const useful_stages = std::max(Traits::kSiblingPair ? max_kblocks : max_kblocks + 1, 4);
   plan.stages = std::min({max_stages_setting(), useful_stages, (smem_optin - fixed) / Traits::kStageBytes});
   plan.b_offset = plan.stages * Traits::kStageBytes;
   plan.bias_offset = plan.b_offset + max_kblocks * Traits::kBBlockBytes;
