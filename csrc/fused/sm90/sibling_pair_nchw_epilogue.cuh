@@ -25,7 +25,8 @@
 //     [16 w, 16 w + 16)); the 128 threads of the warpgroup call apply together,
 //     once per tile, `iter` counting their tiles.
 //   * kTileN >= 128: a warp's part of one exchange buffer (4 KB at kTileN = 128)
-//     holds a round of 32 channels x 32 columns (static_assert below).
+//     holds a round of 32 fp32 channels x 32 columns, or all 64 16-bit
+//     channels packed two per word (static_assert below).
 #pragma once
 
 #include <cstdint>
@@ -36,8 +37,8 @@
 #include "cutlass/arch/barrier.h"
 
 #include "common/epilogue_math.cuh"
-#include "fused/sm90/softmax_register_epilogue.cuh"
 #include "fused/sm90/evict_first_store.cuh"
+#include "fused/sm90/softmax_register_epilogue.cuh"
 
 namespace fct::sm90 {
 
@@ -212,13 +213,13 @@ struct SiblingPairNchwEpilogue {
       return __floats2bfloat162_rn(lo, hi);
   }
 
-  // Stores value(c) to channel c's plane for c < min(kChannels, channels): one
-  // branch for the lane (past the tile or row end) around unpredicated stores,
-  // and a warp-uniform choice between the unrolled loop over every channel
-  // (Cout fills the tile half) and a rolled one. Per-store predicates and
-  // bounds checks had cost ~5 instructions per store, 64 stores per thread and
-  // tile (removing them: bf16 NCHW 0.69 -> 0.65 ms, NOTES v9); a branch per
-  // store costs instruction-fetch stalls (NOTES v5).
+  // Stores value(c), an Element, to channel c's plane for c < min(kChannels,
+  // channels): one branch for the lane (past the tile or row end) around
+  // unpredicated stores, and a warp-uniform choice between the unrolled loop
+  // over every channel (Cout fills the tile half) and a rolled one. Per-store
+  // predicates and bounds checks had cost ~5 instructions per store, 64 stores
+  // per thread and tile (removing them: bf16 NCHW 0.69 -> 0.65 ms, NOTES v9); a
+  // branch per store costs instruction-fetch stalls (NOTES v5).
   template <int kChannels, class Value>
   __device__ __forceinline__ static void store_channels(bool lane_ok, int channels, Element* dst, int64_t plane,
                                                         Value const& value) {
@@ -226,18 +227,11 @@ struct SiblingPairNchwEpilogue {
     auto const store = EvictFirstStore::make();
     if (channels >= kChannels) {
       CUTLASS_PRAGMA_UNROLL
-      for (int c = 0; c < kChannels; ++c) store(dst + c * plane, to_element(value(c)));
+      for (int c = 0; c < kChannels; ++c) store(dst + c * plane, value(c));
     } else {
 #pragma unroll 1
-      for (int c = 0; c < channels; ++c) store(dst + c * plane, to_element(value(c)));
+      for (int c = 0; c < channels; ++c) store(dst + c * plane, value(c));
     }
-  }
-  template <typename T>
-  __device__ __forceinline__ static Element to_element(T v) {
-    if constexpr (std::is_same_v<T, float>)
-      return from_float<Element>(v);
-    else
-      return v;
   }
 };
 
