@@ -77,8 +77,13 @@ struct TileWalk {
     step = kContiguous ? 1 : pairs_rh;
     end = kContiguous ? min(tiles, first + per) : tiles;
   }
-  // Warpgroup g's k-th tile.
-  __device__ int tile(int g, int k) const { return first + (2 * k + g) * step; }
+  // Calls body(tile) for each tile of the calling thread's warpgroup (every other one of the pair's).
+  template <class Body>
+  __device__ void for_each_tile(Body body) const {
+    if (pairs_rh == 0) return;
+    int const wg = threadIdx.x / 128;
+    for (int tile = first + wg * step; tile < end; tile += 2 * step) body(tile);
+  }
   // Phase pixel m as (image, phase row, phase-0 column).
   __device__ void pixel(int m, int& n, int& i, int& j) const {
     n = m / per_image;
@@ -95,9 +100,8 @@ constexpr int kPlane = HO * WO;
 template <bool kContiguous>
 __global__ void tile_staged(float* y, float v) {
   TileWalk<kContiguous> tw;
-  if (tw.pairs_rh == 0) return;
-  int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
-  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+  int warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
+  tw.for_each_tile([&](int tile) {
     int m0 = tile * 64, m_stop = min(m0 + 64, tw.pixel_end);
     for (int m = m0; m < m_stop;) {
       int n, i, j;
@@ -119,7 +123,7 @@ __global__ void tile_staged(float* y, float v) {
       }
       m += npx;
     }
-  }
+  });
 }
 
 // Register design (the shipped sibling epilogue): per thread two rows (pixels)
@@ -128,9 +132,8 @@ __global__ void tile_staged(float* y, float v) {
 template <bool kContiguous, bool kAlignedPairs = false>
 __global__ void tile_register(float* y, float v) {
   TileWalk<kContiguous> tw;
-  if (tw.pairs_rh == 0) return;
-  int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32, q = lane % 4;
-  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+  int warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32, q = lane % 4;
+  tw.for_each_tile([&](int tile) {
     for (int h = 0; h < 2; ++h) {
       int m = tile * 64 + warp * 16 + h * 8 + lane / 4;
       if (m >= tw.pixel_end) continue;
@@ -153,7 +156,7 @@ __global__ void tile_register(float* y, float v) {
           }
         }
     }
-  }
+  });
 }
 
 // Warp runs: warp w of a warpgroup owns the tile's pixels [16 w, 16 w + 16),
@@ -163,9 +166,8 @@ __global__ void tile_register(float* y, float v) {
 template <bool kContiguous>
 __global__ void tile_warp_runs(float* y, float v) {
   TileWalk<kContiguous> tw;
-  if (tw.pairs_rh == 0) return;
-  int wg = threadIdx.x / 128, warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
-  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+  int warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
+  tw.for_each_tile([&](int tile) {
     int m = tile * 64 + warp * 16 + lane / 2;
     int n, i, j;
     tw.pixel(m, n, i, j);
@@ -175,7 +177,7 @@ __global__ void tile_warp_runs(float* y, float v) {
 #pragma unroll 8
     for (int c = 0; c < 64; ++c)
       if (ok) dst[size_t(c) * kPlane] = v;
-  }
+  });
 }
 
 // NHWC output of the same tiles: a tile's pixels are 64 x 512 bytes, each
@@ -183,9 +185,8 @@ __global__ void tile_warp_runs(float* y, float v) {
 template <bool kContiguous>
 __global__ void tile_nhwc(float* y, float v) {
   TileWalk<kContiguous> tw;
-  if (tw.pairs_rh == 0) return;
-  int wg = threadIdx.x / 128, t = threadIdx.x % 128;
-  for (int k = 0, tile = tw.tile(wg, 0); tile < tw.end; tile = tw.tile(wg, ++k)) {
+  int t = threadIdx.x % 128;
+  tw.for_each_tile([&](int tile) {
     for (int k = t; k < 64 * 2 * 16; k += 128) {  // 64 pixels x 2 phases x 16 float4 (64 channels)
       int px = k / 32, ph = k / 16 % 2, c4 = k % 16;
       int m = tile * 64 + px;
@@ -197,7 +198,7 @@ __global__ void tile_nhwc(float* y, float v) {
       size_t at = ((size_t(n) * HO + 2 * i + tw.rh) * WO + ow) * C + 64 * tw.rank + 4 * c4;
       *reinterpret_cast<float4*>(y + at) = make_float4(v, v, v, v);
     }
-  }
+  });
 }
 
 __global__ void count_unwritten(float const* y, size_t elems, unsigned long long* bad) {
