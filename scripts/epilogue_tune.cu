@@ -3,17 +3,24 @@
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I csrc -I csrc/include
 //        scripts/epilogue_tune.cu -o /tmp/tune && /tmp/tune
 //
-// For fp32 and then bf16 at the reference size (N=128, C=128, HW=129*129) it
-//   - checks the shipped kernel (the "baseline") against a float64 host reference on two images,
-//   - runs each candidate on a NaN-poisoned output, compares it with the baseline over the whole
-//     tensor (max abs diff, computed on the device) and times it (5 warm-up runs, median of 30),
-//   - times a device copy of the same bytes (the bandwidth floor) and a kernel that only moves the
-//     bytes in the candidates' NCHW access pattern (the floor for that pattern: unaligned 128-byte
-//     channel rows, since HW is odd).
-// Output: one line per kernel, "dtype name median_ms maxdiff verdict GB/s speedup-vs-baseline".
+// For fp32 and then bf16, by default at the reference size (N=128, C=128, HW=129*129; override with
+// TUNE_N, TUNE_C, TUNE_HW_SIDE; TUNE_ONLY="a,b" keeps the candidates whose names contain a or b) it
+//   - checks the shipped launch (the "baseline": launch_nchw, the staged kernel where it fits)
+//     against a float64 host reference on two images,
+//   - runs each candidate on a NaN-poisoned output and compares it with the baseline over the whole
+//     tensor (max abs diff, computed on the device),
+//   - times every candidate, a device copy of the same bytes (the bandwidth floor) and a kernel that
+//     only moves the bytes in the register candidates' access pattern (unaligned 128-byte channel
+//     rows, since HW is odd) in 5 interleaved rounds of 30 launches after 5 warm-ups, so that a
+//     drift hits every kernel alike.
+// Output: one line per kernel, "dtype name median_ms min max maxdiff verdict GB/s vs-baseline".
 // Exit status 1 if a candidate is out of tolerance, 2 on a CUDA error.
 //
-// Why the candidates look the way they do. The shipped fp32 kernel's SASS issues ~64 instructions
+// Candidates. The staged kernels (csrc/two_stage/staged_nchw_epilogue.cuh) at other tile shapes:
+// kPix pixels per block, kTPP threads per pixel. The streaming kernel is the one launch_nchw falls
+// back to. The rest are the first tuning round's attempts at the streaming layout (all slower):
+//
+// The streaming fp32 kernel's SASS issues ~64 instructions
 // per element (first pass ~21: an online-softmax update, two exps per value; second pass ~42: two
 // exps, an IEEE reciprocal with its slow-path test, three loads for z, conv_b and b), plus two exps
 // per partial in the merge: ~6 MUFU ops per element. At the reference size that is ~0.55 ms of pure
@@ -50,6 +57,14 @@ void check(cudaError_t err, char const* what, char const* file, int line) {
 }
 #define CK(x) ::tune::check((x), #x, __FILE__, __LINE__)
 #define CK_LAUNCH(what) ::tune::check(cudaGetLastError(), what, __FILE__, __LINE__)
+#define CK_STATUS(x)                                                                   \
+  do {                                                                                 \
+    ::fct::Status st_ = (x);                                                           \
+    if (!st_.ok) {                                                                     \
+      std::fprintf(stderr, "%s failed at %s:%d: %s\n", #x, __FILE__, __LINE__, st_.message.c_str()); \
+      std::exit(2);                                                                    \
+    }                                                                                  \
+  } while (0)
 
 // ---------------------------------------------------------------------------------------------
 // Data: a counter-based hash, so every run sees the same fresh values without a host round trip.
@@ -424,190 +439,6 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks)
                                                                   red_sum);
 }
 
-// (c) Staged tile: a block takes kPix consecutive pixels of one image and copies their whole
-// [C][kPix] slab of z into shared memory with 16-byte cp.async (each channel row read as the aligned
-// 16-byte chunks that cover it; its misalignment is remembered as a shift), so every row is one
-// contiguous run of kPix * sizeof(T) bytes and all of a block's loads are in flight at once. Then
-// kTPP threads per pixel reduce the pixel's channels from shared memory. y is written either
-// straight from registers (a warp per 32 consecutive pixels of a channel) or, kVecStore, back into
-// the tile and out as the same aligned 16-byte chunks (scalar stores for the row ends, which the
-// neighbouring tiles share). fp32 keeps e in place of z for the output pass.
-__device__ __forceinline__ void cp_async_16(void* smem, void const* gmem, int src_bytes) {
-  unsigned s = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
-
-struct TileGeom {
-  int p0, npix;
-  int64_t first0;  // element index of (n, channel 0, p0)
-};
-
-template <int kPix>
-__device__ __forceinline__ TileGeom tile_geom(int tile, int C, int HW, int tiles_per_image) {
-  int n = tile / tiles_per_image;
-  int p0 = (tile - n * tiles_per_image) * kPix;
-  return {p0, min(kPix, HW - p0), int64_t(n) * C * HW + p0};
-}
-
-template <typename T, int kPix, int kThreads>
-__device__ __forceinline__ void issue_tile(TileGeom g, int C, int HW, int64_t total, T const* z, T* tile) {
-  constexpr int kVec = 16 / int(sizeof(T));
-  constexpr int kRow = kPix + kVec;
-  constexpr int kChunks = kRow / kVec;
-  for (int i = threadIdx.x; i < C * kChunks; i += kThreads) {
-    int c = i / kChunks, j = i - c * kChunks;
-    int64_t first = g.first0 + int64_t(c) * HW;
-    int sh = int(first & (kVec - 1));
-    if (j * kVec < sh + g.npix) {
-      int64_t a = first - sh + j * kVec;
-      int64_t left = total - a;
-      cp_async_16(tile + c * kRow + j * kVec, z + a, left >= kVec ? 16 : int(left) * int(sizeof(T)));
-    }
-  }
-}
-
-// Softmax + output of one landed tile. Every thread must call it (it has barriers when kTPP > 1 or
-// kVecStore); on return the tile buffer may be reused after one more barrier.
-template <typename T, int kPix, int kTPP, typename Math, bool kKeepE, bool kVecStore, bool kCopy = false>
-__device__ __forceinline__ void finish_tile(TileGeom g, int C, int HW, T* tile, float const* cb_s, float const* b_s,
-                                            float* red_max, float* red_sum, float s, T* y) {
-  constexpr int kThreads = kPix * kTPP;
-  constexpr int kVec = 16 / int(sizeof(T));
-  constexpr int kRow = kPix + kVec;
-  constexpr int kChunks = kRow / kVec;
-  int p = threadIdx.x % kPix, part = threadIdx.x / kPix;
-  int sh0 = int(g.first0 & (kVec - 1)), hwm = HW & (kVec - 1);
-  auto at = [&](int c) { return c * kRow + p + ((sh0 + c * hwm) & (kVec - 1)); };
-  if constexpr (kCopy) {  // diagnostic: the staged access pattern with no math (y = z)
-    if (p < g.npix)
-#pragma unroll 8
-      for (int c = part; c < C; c += kTPP) y[g.first0 + p + int64_t(c) * HW] = tile[at(c)];
-    return;
-  }
-  float m = -INFINITY;
-#pragma unroll 8
-  for (int c = part; c < C; c += kTPP) m = fmaxf(m, Math::logit(to_float(tile[at(c)]), cb_s[c]));
-  if constexpr (kTPP > 1) {
-    red_max[part * kPix + p] = m;
-    __syncthreads();
-    m = red_max[p];
-#pragma unroll
-    for (int i = 1; i < kTPP; ++i) m = fmaxf(m, red_max[i * kPix + p]);
-  }
-  float sum = 0.0f;
-#pragma unroll 8
-  for (int c = part; c < C; c += kTPP) {
-    int k = at(c);
-    float e = Math::exp(Math::logit(to_float(tile[k]), cb_s[c]) - m);
-    if constexpr (kKeepE) tile[k] = e;
-    sum += e;
-  }
-  if constexpr (kTPP > 1) {
-    red_sum[part * kPix + p] = sum;
-    __syncthreads();
-    sum = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kTPP; ++i) sum += red_sum[i * kPix + p];
-  }
-  float factor = Math::pixel_factor(sum, s);
-  T* yp = y + g.first0 + p;
-  bool active = p < g.npix;
-#pragma unroll 8
-  for (int c = part; c < C; c += kTPP) {
-    int k = at(c);
-    float e;
-    if constexpr (kKeepE) e = tile[k];
-    else e = Math::exp(Math::logit(to_float(tile[k]), cb_s[c]) - m);
-    T out = from_float<T>(Math::output(e, factor, b_s[c], s));
-    if constexpr (kVecStore) tile[k] = out;
-    else if (active) yp[int64_t(c) * HW] = out;
-  }
-  if constexpr (kVecStore) {
-    __syncthreads();
-    using V = VecT<T, kVec>;
-    for (int i = threadIdx.x; i < C * kChunks; i += kThreads) {
-      int c = i / kChunks, j = i - c * kChunks;
-      int64_t first = g.first0 + int64_t(c) * HW;
-      int sh = int(first & (kVec - 1));
-      int lo = j * kVec - sh;  // pixel index (relative to p0) of the chunk's first element
-      if (lo >= g.npix) continue;
-      T const* src = tile + c * kRow + j * kVec;
-      T* dst = y + first + lo;
-      if (lo >= 0 && lo + kVec <= g.npix) {
-        *reinterpret_cast<V*>(dst) = *reinterpret_cast<V const*>(src);
-      } else {
-#pragma unroll
-        for (int e = 0; e < kVec; ++e)
-          if (lo + e >= 0 && lo + e < g.npix) dst[e] = src[e];
-      }
-    }
-  }
-}
-
-template <typename T, int kPix, int kTPP, typename Math>
-__device__ __forceinline__ void stage_layout(int C, unsigned char* raw, T*& tile, float*& cb_s, float*& b_s,
-                                             float*& red_max, float*& red_sum, int stages) {
-  constexpr int kRow = kPix + 16 / int(sizeof(T));
-  tile = reinterpret_cast<T*>(raw);
-  cb_s = reinterpret_cast<float*>(tile + size_t(stages) * C * kRow);
-  b_s = cb_s + C;
-  red_max = b_s + C;
-  red_sum = red_max + kTPP * kPix;
-}
-
-template <typename T, int kPix, int kTPP, int kMinBlocks, typename Math, bool kKeepE, bool kVecStore,
-          bool kCopy = false>
-__global__ void __launch_bounds__(kPix * kTPP, kMinBlocks)
-    staged(int C, int HW, int tiles_per_image, int64_t total, T const* __restrict__ z,
-           float const* __restrict__ conv_b, float const* __restrict__ b, float s, T* __restrict__ y) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* tile;
-  float *cb_s, *b_s, *red_max, *red_sum;
-  stage_layout<T, kPix, kTPP, Math>(C, smem_raw, tile, cb_s, b_s, red_max, red_sum, 1);
-  TileGeom g = tile_geom<kPix>(blockIdx.x, C, HW, tiles_per_image);
-  issue_tile<T, kPix, kPix * kTPP>(g, C, HW, total, z, tile);
-  cp_async_commit();
-  stage_constants<Math>(C, C, conv_b, b, s, cb_s, b_s);
-  cp_async_wait<0>();
-  __syncthreads();
-  finish_tile<T, kPix, kTPP, Math, kKeepE, kVecStore, kCopy>(g, C, HW, tile, cb_s, b_s, red_max, red_sum, s, y);
-}
-
-// Persistent version: kStages tile buffers per block, loads for tile i + kStages - 1 in flight
-// while tile i is reduced and written.
-template <typename T, int kPix, int kTPP, int kStages, typename Math, bool kKeepE, bool kVecStore>
-__global__ void __launch_bounds__(kPix * kTPP, 1)
-    staged_persistent(int C, int HW, int tiles_per_image, int num_tiles, int64_t total, T const* __restrict__ z,
-                      float const* __restrict__ conv_b, float const* __restrict__ b, float s, T* __restrict__ y) {
-  constexpr int kRow = kPix + 16 / int(sizeof(T));
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* tiles;
-  float *cb_s, *b_s, *red_max, *red_sum;
-  stage_layout<T, kPix, kTPP, Math>(C, smem_raw, tiles, cb_s, b_s, red_max, red_sum, kStages);
-  auto issue = [&](int t, int buf) {
-    if (t < num_tiles)
-      issue_tile<T, kPix, kPix * kTPP>(tile_geom<kPix>(t, C, HW, tiles_per_image), C, HW, total, z,
-                                       tiles + size_t(buf) * C * kRow);
-    cp_async_commit();
-  };
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) issue(blockIdx.x + st * gridDim.x, st);
-  stage_constants<Math>(C, C, conv_b, b, s, cb_s, b_s);
-  int it = 0;
-  for (int t = blockIdx.x; t < num_tiles; t += gridDim.x, ++it) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();
-    issue(t + (kStages - 1) * gridDim.x, (it + kStages - 1) % kStages);
-    finish_tile<T, kPix, kTPP, Math, kKeepE, kVecStore>(tile_geom<kPix>(t, C, HW, tiles_per_image), C, HW,
-                                                         tiles + size_t(it % kStages) * C * kRow, cb_s, b_s,
-                                                         red_max, red_sum, s, y);
-  }
-  cp_async_wait<0>();
-}
-
 // Diagnostic, not a candidate: the register-resident kernel's loads and stores with no math (y = z).
 // Its time is the floor for this access pattern; the gap to the device copy is the cost of the
 // unaligned, plane-strided rows themselves. Needs C == kWarps * kCPT exactly.
@@ -650,7 +481,7 @@ struct Candidate {
 };
 
 template <typename T, int kPix, typename Math>
-bool launch_baseline(Problem<T> const& p, T* out) {
+bool launch_streaming(Problem<T> const& p, T* out) {
   softmax_epilogue_nchw<T, kPix, Math><<<ceil_div(p.P, kPix), kBlockThreads>>>(p.N, p.C, p.HW, p.z, p.conv_b, p.b,
                                                                               p.s, out);
   return true;
@@ -683,75 +514,41 @@ bool launch_register_resident(Problem<T> const& p, T* out) {
   return true;
 }
 
-template <typename T, int kPix, int kTPP>
-size_t staged_smem(int C, int stages) {
-  return size_t(stages) * C * (kPix + 16 / sizeof(T)) * sizeof(T) + (2 * C + 2 * kTPP * kPix) * sizeof(float);
-}
-
-template <typename T, int kPix, int kTPP, int kMinBlocks, typename Math, bool kKeepE, bool kVecStore = false,
-          bool kCopy = false>
-bool launch_staged(Problem<T> const& p, T* out) {
-  size_t smem = staged_smem<T, kPix, kTPP>(p.C, 1);
-  auto kernel = staged<T, kPix, kTPP, kMinBlocks, Math, kKeepE && sizeof(T) == 4, kVecStore, kCopy>;
-  if (smem > 227 * 1024) return false;
-  CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  int tiles = int((p.HW + kPix - 1) / kPix);
-  kernel<<<unsigned(tiles * p.N), kPix * kTPP, smem>>>(p.C, p.HW, tiles, int64_t(p.elems), p.z, p.conv_b, p.b, p.s,
-                                                       out);
+template <typename T>
+bool launch_shipped(Problem<T> const& p, T* out) {
+  CK_STATUS(launch_nchw<T>(p.N, p.C, p.HW, p.z, p.conv_b, p.b, p.s, out, nullptr));
   return true;
 }
 
-template <typename T, int kPix, int kTPP, int kStages, typename Math, bool kKeepE, bool kVecStore = false>
-bool launch_persistent(Problem<T> const& p, T* out) {
-  size_t smem = staged_smem<T, kPix, kTPP>(p.C, kStages);
-  auto kernel = staged_persistent<T, kPix, kTPP, kStages, Math, kKeepE && sizeof(T) == 4, kVecStore>;
+template <typename T, int kPix, int kTPP>
+bool launch_staged(Problem<T> const& p, T* out) {
+  using Tile = StagedNchwTile<T, kPix, kTPP>;
+  size_t smem = Tile::smem_bytes(p.C);
   if (smem > 227 * 1024) return false;
+  auto kernel = softmax_epilogue_nchw_staged<T, kPix, kTPP>;
   CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  int per_sm = 0, sms = 0, dev = 0;
-  CK(cudaGetDevice(&dev));
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kPix * kTPP, smem));
-  if (per_sm < 1) return false;
   int tiles = int((p.HW + kPix - 1) / kPix);
-  int num_tiles = tiles * p.N;
-  int grid = std::min(num_tiles, per_sm * sms);
-  kernel<<<unsigned(grid), kPix * kTPP, smem>>>(p.C, p.HW, tiles, num_tiles, int64_t(p.elems), p.z, p.conv_b, p.b,
-                                               p.s, out);
+  kernel<<<unsigned(tiles * p.N), Tile::kThreads, smem>>>(p.C, p.HW, tiles, int64_t(p.elems), p.z, p.conv_b, p.b,
+                                                         p.s, out);
   return true;
 }
 
 template <typename T>
 std::vector<Candidate<T>> candidates() {
-  // The baseline is what launch_nchw ships for this dtype; every other output is compared with it.
+  // The baseline is what launch_nchw ships for this dtype (the staged kernel where it fits); every
+  // other output is compared with it. The streaming kernel is the fallback launch_nchw keeps.
   constexpr bool kF32 = sizeof(T) == 4;
   using Base = std::conditional_t<kF32, AccurateMath, MufuMath>;
   constexpr int kBasePix = kF32 ? 32 : 64;
   return {
-      {kF32 ? "baseline_nchw32_acc" : "baseline_nchw64_mufu", kF32, launch_baseline<T, kBasePix, Base>},
-      {"staged_p128_t2_mufu_e", false, launch_staged<T, 128, 2, 1, FoldedMufu, true>},
-      {"staged_p128_t2_acc_e", true, launch_staged<T, 128, 2, 1, FoldedAccurate, true>},
-      {"staged_p128_t2_mufu_e_vst", false, launch_staged<T, 128, 2, 1, FoldedMufu, true, true>},
-      {"staged_p256_t1_mufu_e", false, launch_staged<T, 256, 1, 1, FoldedMufu, true>},
-      {"staged_p256_t2_mufu_e", false, launch_staged<T, 256, 2, 1, FoldedMufu, true>},
-      {"staged_p256_t2_mufu_e_vst", false, launch_staged<T, 256, 2, 1, FoldedMufu, true, true>},
-      {"staged_p192_t1_mufu_e", false, launch_staged<T, 192, 1, 1, FoldedMufu, true>},
-      {"staged_p160_t2_mufu_e", false, launch_staged<T, 160, 2, 1, FoldedMufu, true>},
-      {"staged_p512_t1_mufu_e", false, launch_staged<T, 512, 1, 1, FoldedMufu, true>},
-      {"staged_p32_t8_mufu_e", false, launch_staged<T, 32, 8, 1, FoldedMufu, true>},
-      {"staged_p192_t2_mufu_e", false, launch_staged<T, 192, 2, 1, FoldedMufu, true>},
-      {"staged_p192_t1_acc_e", true, launch_staged<T, 192, 1, 1, FoldedAccurate, true>},
-      {"staged_p160_t1_mufu_e", false, launch_staged<T, 160, 1, 1, FoldedMufu, true>},
-      {"staged_p224_t1_mufu_e", false, launch_staged<T, 224, 1, 1, FoldedMufu, true>},
-      {"diag_staged_copy_p128_t2", false, launch_staged<T, 128, 2, 1, FoldedMufu, false, false, true>, true},
-      {"diag_staged_copy_p192_t1", false, launch_staged<T, 192, 1, 1, FoldedMufu, false, false, true>, true},
-      {"diag_staged_copy_p256_t2", false, launch_staged<T, 256, 2, 1, FoldedMufu, false, false, true>, true},
-      {"pers_p128_t2_s3_mufu_e", false, launch_persistent<T, 128, 2, 3, FoldedMufu, true>},
-      {"pers_p128_t4_s3_mufu_e", false, launch_persistent<T, 128, 4, 3, FoldedMufu, true>},
-      {"pers_p128_t4_s3_mufu_e_vst", false, launch_persistent<T, 128, 4, 3, FoldedMufu, true, true>},
-      {"pers_p64_t4_s6_mufu_e", false, launch_persistent<T, 64, 4, 6, FoldedMufu, true>},
-      {"pers_p256_t2_s2_mufu_e", false, launch_persistent<T, 256, 2, 2, FoldedMufu, true>},
-      {"pers_p256_t4_s3_mufu", false, launch_persistent<T, 256, 4, 3, FoldedMufu, false>},
-      {"pers_p512_t2_s3_mufu", false, launch_persistent<T, 512, 2, 3, FoldedMufu, false>},
+      {"shipped_launch_nchw", false, launch_shipped<T>},
+      {kF32 ? "stream_nchw32_acc" : "stream_nchw64_mufu", kF32, launch_streaming<T, kBasePix, Base>},
+      {"staged_p128_t2", false, launch_staged<T, 128, 2>},
+      {"staged_p160_t2", false, launch_staged<T, 160, 2>},
+      {"staged_p192_t1", false, launch_staged<T, 192, 1>},
+      {"staged_p192_t2", false, launch_staged<T, 192, 2>},
+      {"staged_p256_t2", false, launch_staged<T, 256, 2>},
+      {"staged_p64_t4", false, launch_staged<T, 64, 4>},
       {"stream3_mufu", false, launch_stream3<T, 8, FoldedMufu>},
       // kMinBlocks = 6: 40 registers, no spills (56 without the cap -> 4 blocks per SM).
       {"chunk2_c16_mufu", false, launch_chunk2<T, 8, 16, 6, FoldedMufu>},
@@ -851,6 +648,11 @@ double baseline_vs_host(Problem<T> const& p, T const* y_ref) {
   return worst;
 }
 
+int env_int(char const* name, int fallback) {
+  char const* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
 // TUNE_ONLY="a,b": run only candidates whose name contains one of the substrings (the baseline always).
 bool selected(std::string const& name) {
   char const* only = std::getenv("TUNE_ONLY");
@@ -872,9 +674,10 @@ bool run_dtype(uint32_t seed) {
   constexpr bool kF32 = sizeof(T) == 4;
   char const* dt = dtype_name(T{});
   Problem<T> p{};
-  p.N = 128;
-  p.C = 128;
-  p.HW = 129 * 129;
+  p.N = env_int("TUNE_N", 128);
+  p.C = env_int("TUNE_C", 128);
+  int side = env_int("TUNE_HW_SIDE", 129);
+  p.HW = side * side;
   p.P = p.N * p.HW;
   p.elems = size_t(p.N) * p.C * p.HW;
   p.s = 1.7f;
@@ -984,8 +787,9 @@ int main() {
   cudaDeviceProp prop;
   CK(cudaGetDevice(&dev));
   CK(cudaGetDeviceProperties(&prop, dev));
-  std::printf("device: %s, %d SMs, L2 %d MB; N=128 C=128 HW=129*129, s=1.7, z ~ U[-4,4]\n", prop.name,
-              prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  std::printf("device: %s, %d SMs, L2 %d MB; N=%d C=%d HW=%d^2, s=1.7, z ~ U[-4,4]\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20, tune::env_int("TUNE_N", 128),
+              tune::env_int("TUNE_C", 128), tune::env_int("TUNE_HW_SIDE", 129));
   bool ok = tune::run_dtype<float>(12345u);
   ok &= tune::run_dtype<__nv_bfloat16>(67890u);
   std::printf("%s\n", ok ? "all candidates within tolerance" : "SOME CHECKS FAILED");

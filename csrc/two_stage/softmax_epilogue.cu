@@ -1,7 +1,9 @@
 // Two-stage path, stage 2: y = sigmoid(s * (softmax_c(z + conv_b) + b)) over a
 // conv output z that cuDNN already wrote. Memory-bound: one read of z from
-// DRAM, one write of y. The second pass over a pixel's channels re-reads z from
-// L1 (a block's footprint is a few KB), so DRAM sees each byte once.
+// DRAM, one write of y. NCHW goes through a shared-memory tile where it can
+// (staged_nchw_epilogue.cuh); the streaming kernels' second pass over a pixel's
+// channels re-reads z from L1 (a block's footprint is a few KB), so DRAM sees
+// each byte once there too.
 #include <algorithm>
 #include <cstdint>
 
@@ -9,6 +11,7 @@
 #include "common/dtype_dispatch.h"
 #include "common/epilogue_math.cuh"
 #include "fused_convt_full/api.h"
+#include "two_stage/staged_nchw_epilogue.cuh"
 
 namespace fct {
 namespace {
@@ -236,13 +239,14 @@ void launch_nhwc_group(int64_t pixels, int C, void const* z, float const* conv_b
   return launch_nhwc<T, kVec, 32>(pixels, C, z, conv_b, b, s, y, stream);
 }
 
-// Measured on an H200 (scripts/epilogue_tune.cu, benchmarks/NOTES.md): fp32 is
-// fastest with 32 pixels per block (one 128-byte line per channel row) and the
-// accurate math; 16-bit data with 64 pixels per block and the MUFU math
-// (0.49 ms vs 0.67 ms bf16), where the accurate math measured 10% slower for fp32.
+// The streaming NCHW kernel, measured on an H200 (scripts/epilogue_tune.cu,
+// benchmarks/NOTES.md): fp32 is fastest with 32 pixels per block (one 128-byte
+// line per channel row) and the accurate math; 16-bit data with 64 pixels per
+// block and the MUFU math (0.49 ms vs 0.67 ms bf16), where the accurate math
+// measured 10% slower for fp32.
 template <typename T>
-void launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b, float s, void* y,
-                 cudaStream_t stream) {
+void launch_nchw_streaming(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b,
+                           float s, void* y, cudaStream_t stream) {
   if constexpr (sizeof(T) == 4) {
     int64_t blocks = (N * HW + 31) / 32;
     softmax_epilogue_nchw<T, 32, AccurateMath><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
@@ -252,6 +256,50 @@ void launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* conv_
     softmax_epilogue_nchw<T, 64, MufuMath><<<unsigned(blocks), kBlockThreads, 0, stream>>>(
         N, C, HW, static_cast<T const*>(z), conv_b, b, s, static_cast<T*>(y));
   }
+}
+
+// The staged NCHW tile per dtype, measured on an H100 at the reference size
+// (scripts/epilogue_tune.cu, benchmarks/NOTES.md): fp32 192 pixels x 2 threads
+// (two ~100 KB tiles per SM), 16-bit 128 x 2.
+template <typename T>
+using NchwTile = StagedNchwTile<T, sizeof(T) == 4 ? 192 : 128, 2>;
+// At least two blocks per SM, so one block's loads overlap another's math and stores.
+constexpr size_t kMaxStagedSmem = 113 << 10;
+
+// Whether the staged kernel takes this problem; otherwise the streaming kernel does.
+// Images much smaller than a tile would leave most of each block idle.
+template <typename T>
+bool staged_nchw_fits(int64_t N, int64_t C, int64_t HW, void const* z) {
+  using Tile = NchwTile<T>;
+  if ((reinterpret_cast<uintptr_t>(z) & 15u) != 0 || HW < Tile::kPix / 2 || HW > INT32_MAX) return false;
+  size_t smem = Tile::smem_bytes(int(C));
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+    return false;
+  if (smem > kMaxStagedSmem || smem > size_t(optin)) return false;
+  int64_t tiles = (HW + Tile::kPix - 1) / Tile::kPix;
+  return N * tiles <= INT32_MAX;
+}
+
+template <typename T>
+Status launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b, float s,
+                   void* y, cudaStream_t stream) {
+  if (!staged_nchw_fits<T>(N, C, HW, z)) {
+    launch_nchw_streaming<T>(N, C, HW, z, conv_b, b, s, y, stream);
+    return Status::success();
+  }
+  using Tile = NchwTile<T>;
+  auto kernel = softmax_epilogue_nchw_staged<T, Tile::kPix, Tile::kTPP>;
+  int smem = int(Tile::smem_bytes(C));
+  Status st = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                          "softmax_epilogue: cudaFuncSetAttribute");
+  if (!st.ok) return st;
+  int tiles = int((HW + Tile::kPix - 1) / Tile::kPix);
+  kernel<<<unsigned(N * tiles), Tile::kThreads, smem, stream>>>(C, int(HW), tiles, N * C * HW,
+                                                               static_cast<T const*>(z), conv_b, b, s,
+                                                               static_cast<T*>(y));
+  return Status::success();
 }
 
 bool aligned16(void const* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
@@ -276,7 +324,7 @@ Status softmax_epilogue(DType dtype, Layout layout, int64_t N, int64_t C, int64_
     using T = decltype(tag);
     int64_t pixels = N * HW;
     if (layout == Layout::kNCHW) {
-      launch_nchw<T>(N, int(C), HW, z, conv_b, b, s, y, stream);
+      st = launch_nchw<T>(N, int(C), HW, z, conv_b, b, s, y, stream);
     } else {
       constexpr int kVec16 = 16 / sizeof(T);
       if (C % kVec16 == 0 && aligned16(z) && aligned16(y))
@@ -285,6 +333,7 @@ Status softmax_epilogue(DType dtype, Layout layout, int64_t N, int64_t C, int64_
         launch_nhwc_group<T, 1>(pixels, int(C), z, conv_b, b, s, y, stream);
     }
   });
+  if (!st.ok) return st;
   return last_launch_status("softmax_epilogue");
 }
 

@@ -1,0 +1,137 @@
+// Two-stage path, NCHW layout: the softmax epilogue through a shared-memory tile.
+//
+// A block takes kPix consecutive pixels of one image and copies their [C][kPix]
+// slab of z into shared memory, each channel row as the aligned 16-byte chunks
+// that cover it. In NCHW a pixel's channels lie a plane apart and, with an odd
+// H*W, every channel row starts misaligned; reading each row as one run of
+// kPix * sizeof(T) bytes, with all of a block's loads in flight at once, is what
+// brings this kernel near the device-copy bandwidth where the streaming kernel
+// (a warp-wide 128-byte piece per row) stalls at ~75% (benchmarks/NOTES.md,
+// "Two-stage epilogue"). kTPP threads per pixel then reduce the pixel's
+// channels from shared memory and write y, a warp per 32 consecutive pixels of
+// a channel row. 32-bit data keeps e in place of z for the output pass, which
+// saves one exp per element.
+//
+// Assumes: z is 16-byte aligned (a row's chunk offsets are computed from element
+// indices); the block's dynamic shared memory holds StagedNchwTile::smem_bytes(C);
+// H*W and the grid fit 32-bit ints. The launcher checks all three.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/epilogue_math.cuh"
+
+namespace fct {
+
+template <typename T, int kPix_, int kTPP_>
+struct StagedNchwTile {
+  static constexpr int kPix = kPix_;  // pixels per block
+  static constexpr int kTPP = kTPP_;  // threads per pixel, each reducing C / kTPP channels
+  static constexpr int kThreads = kPix * kTPP;
+  static constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte chunk
+  static constexpr int kRow = kPix + kVec;          // a row's window: kPix plus its misalignment
+  static constexpr int kChunks = kRow / kVec;
+  static constexpr bool kKeepExp = sizeof(T) == 4;  // e fits in place of z
+  static_assert(kPix % kVec == 0 && kThreads % 32 == 0 && kThreads <= 1024, "tile shape");
+
+  // Tile, folded conv_b and b, per-pixel partial max and sum.
+  static size_t smem_bytes(int C) {
+    return size_t(C) * kRow * sizeof(T) + (2 * size_t(C) + 2 * size_t(kTPP) * kPix) * sizeof(float);
+  }
+};
+
+__device__ __forceinline__ void cp_async_16(void* smem, void const* gmem, int src_bytes) {
+  unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
+}
+
+template <typename T, int kPix, int kTPP>
+__global__ void __launch_bounds__(kPix * kTPP)
+    softmax_epilogue_nchw_staged(int C, int HW, int tiles_per_image, int64_t total, T const* __restrict__ z,
+                                 float const* __restrict__ conv_b, float const* __restrict__ b, float s,
+                                 T* __restrict__ y) {
+  using Tile = StagedNchwTile<T, kPix, kTPP>;
+  constexpr int kVec = Tile::kVec, kRow = Tile::kRow, kChunks = Tile::kChunks;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* tile = reinterpret_cast<T*>(smem_raw);  // [C][kRow]
+  float* cb_s = reinterpret_cast<float*>(tile + size_t(C) * kRow);
+  float* b_s = cb_s + C;
+  float* red_max = b_s + C;  // [kTPP][kPix]
+  float* red_sum = red_max + kTPP * kPix;
+
+  int n = blockIdx.x / tiles_per_image;
+  int p0 = (blockIdx.x - n * tiles_per_image) * kPix;
+  int npix = min(kPix, HW - p0);
+  int64_t first0 = int64_t(n) * C * HW + p0;  // element index of (n, channel 0, p0)
+
+  // Chunk j of row c covers elements [first - sh + j * kVec, + kVec); chunks past the row's
+  // pixels are skipped, and the one at the tensor's end reads only what exists.
+  for (int i = threadIdx.x; i < C * kChunks; i += Tile::kThreads) {
+    int c = i / kChunks, j = i - c * kChunks;
+    int64_t first = first0 + int64_t(c) * HW;
+    int sh = int(first & (kVec - 1));
+    if (j * kVec < sh + npix) {
+      int64_t a = first - sh + int64_t(j) * kVec;
+      int64_t left = total - a;
+      cp_async_16(tile + c * kRow + j * kVec, z + a, left >= kVec ? 16 : int(left) * int(sizeof(T)));
+    }
+  }
+  asm volatile("cp.async.commit_group;\n" ::);
+  for (int c = threadIdx.x; c < C; c += Tile::kThreads) {
+    cb_s[c] = MufuMath::logit_offset(conv_b ? __ldg(conv_b + c) : 0.0f);
+    b_s[c] = MufuMath::bias_term(__ldg(b + c), s);
+  }
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  __syncthreads();
+
+  int p = threadIdx.x % kPix, part = threadIdx.x / kPix;
+  bool active = p < npix;  // the others only take part in the barriers
+  int sh0 = int(first0 & (kVec - 1)), hw_mod = HW & (kVec - 1);
+  auto at = [&](int c) { return c * kRow + p + ((sh0 + c * hw_mod) & (kVec - 1)); };
+
+  float m = -INFINITY;
+  if (active) {
+#pragma unroll 8
+    for (int c = part; c < C; c += kTPP) m = fmaxf(m, MufuMath::logit_folded(to_float(tile[at(c)]), cb_s[c]));
+  }
+  if constexpr (kTPP > 1) {
+    red_max[part * kPix + p] = m;
+    __syncthreads();
+    m = red_max[p];
+#pragma unroll
+    for (int i = 1; i < kTPP; ++i) m = fmaxf(m, red_max[i * kPix + p]);
+  }
+  float sum = 0.0f;
+  if (active) {
+#pragma unroll 8
+    for (int c = part; c < C; c += kTPP) {
+      int k = at(c);
+      float e = MufuMath::exp(MufuMath::logit_folded(to_float(tile[k]), cb_s[c]) - m);
+      if constexpr (Tile::kKeepExp) tile[k] = e;
+      sum += e;
+    }
+  }
+  if constexpr (kTPP > 1) {
+    red_sum[part * kPix + p] = sum;
+    __syncthreads();
+    sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kTPP; ++i) sum += red_sum[i * kPix + p];
+  }
+  if (!active) return;
+  float factor = MufuMath::pixel_factor(sum, s);
+  T* yp = y + first0 + p;
+#pragma unroll 8
+  for (int c = part; c < C; c += kTPP) {
+    int k = at(c);
+    float e;
+    if constexpr (Tile::kKeepExp)
+      e = to_float(tile[k]);
+    else
+      e = MufuMath::exp(MufuMath::logit_folded(to_float(tile[k]), cb_s[c]) - m);
+    yp[int64_t(c) * HW] = from_float<T>(MufuMath::output_folded(e, factor, b_s[c]));
+  }
+}
+
+}  // namespace fct
