@@ -520,16 +520,11 @@ bool launch_shipped(Problem<T> const& p, T* out) {
   return true;
 }
 
-template <typename T, int kPix, int kTPP>
+template <typename T, int kPix, int kTPP, StagedNchwStore kStore = StagedNchwStore::kDirect>
 bool launch_staged(Problem<T> const& p, T* out) {
-  using Tile = StagedNchwTile<T, kPix, kTPP>;
-  size_t smem = Tile::smem_bytes(p.C);
-  if (smem > 227 * 1024) return false;
-  auto kernel = softmax_epilogue_nchw_staged<T, kPix, kTPP>;
-  CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  int tiles = int((p.HW + kPix - 1) / kPix);
-  kernel<<<unsigned(tiles * p.N), Tile::kThreads, smem>>>(p.C, p.HW, tiles, int64_t(p.elems), p.z, p.conv_b, p.b,
-                                                         p.s, out);
+  using Tile = StagedNchwTile<T, kPix, kTPP, kStore>;
+  if (Tile::smem_bytes(p.C) > 227 * 1024) return false;
+  CK_STATUS(launch_nchw_staged<Tile>(p.N, p.C, p.HW, p.z, p.conv_b, p.b, p.s, out, nullptr));
   return true;
 }
 
@@ -549,6 +544,9 @@ std::vector<Candidate<T>> candidates() {
       {"staged_p192_t2", false, launch_staged<T, 192, 2>},
       {"staged_p256_t2", false, launch_staged<T, 256, 2>},
       {"staged_p64_t4", false, launch_staged<T, 64, 4>},
+      {"staged_p160_t2_owned", false, launch_staged<T, 160, 2, StagedNchwStore::kOwnedSectors>},
+      {"staged_p192_t2_owned", false, launch_staged<T, 192, 2, StagedNchwStore::kOwnedSectors>},
+      {"staged_p256_t2_owned", false, launch_staged<T, 256, 2, StagedNchwStore::kOwnedSectors>},
       {"stream3_mufu", false, launch_stream3<T, 8, FoldedMufu>},
       // kMinBlocks = 6: 40 registers, no spills (56 without the cap -> 4 blocks per SM).
       {"chunk2_c16_mufu", false, launch_chunk2<T, 8, 16, 6, FoldedMufu>},

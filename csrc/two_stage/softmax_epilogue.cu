@@ -258,47 +258,60 @@ void launch_nchw_streaming(int64_t N, int C, int64_t HW, void const* z, float co
   }
 }
 
-// The staged NCHW tile per dtype, measured on an H100 at the reference size
-// (scripts/epilogue_tune.cu, benchmarks/NOTES.md): fp32 192 pixels x 2 threads
-// (two ~100 KB tiles per SM), 16-bit 128 x 2.
+// The staged NCHW tiles, measured on an H100 (scripts/epilogue_tune.cu;
+// benchmarks/NOTES.md, "Two-stage epilogue"): 192 pixels x 2 threads for every
+// dtype (two ~100 KB fp32 tiles per SM). fp32 rows that do not start on a
+// 32-byte sector write owned sectors (0.80 -> 0.76 ms at the reference size);
+// 16-bit data stores directly, where the extra store pass measured 15-20% slower.
 template <typename T>
-using NchwTile = StagedNchwTile<T, sizeof(T) == 4 ? 192 : 128, 2>;
+using NchwTileDirect = StagedNchwTile<T, 192, 2, StagedNchwStore::kDirect>;
+template <typename T>
+using NchwTileOwned = StagedNchwTile<T, 192, 2, StagedNchwStore::kOwnedSectors>;
 // At least two blocks per SM, so one block's loads overlap another's math and stores.
 constexpr size_t kMaxStagedSmem = 113 << 10;
 
-// Whether the staged kernel takes this problem; otherwise the streaming kernel does.
+// Whether a staged kernel takes this problem; otherwise the streaming kernel does.
 // Images much smaller than a tile would leave most of each block idle.
-template <typename T>
-bool staged_nchw_fits(int64_t N, int64_t C, int64_t HW, void const* z) {
-  using Tile = NchwTile<T>;
-  if ((reinterpret_cast<uintptr_t>(z) & 15u) != 0 || HW < Tile::kPix / 2 || HW > INT32_MAX) return false;
+template <typename Tile>
+bool staged_nchw_fits(int64_t N, int64_t C, int64_t HW, void const* z, void const* y) {
+  if (((reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(y)) & 15u) != 0) return false;
+  if (HW < Tile::kPix / 2 || HW > INT32_MAX) return false;
   size_t smem = Tile::smem_bytes(int(C));
   int dev = 0, optin = 0;
   if (cudaGetDevice(&dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
     return false;
   if (smem > kMaxStagedSmem || smem > size_t(optin)) return false;
-  int64_t tiles = (HW + Tile::kPix - 1) / Tile::kPix;
-  return N * tiles <= INT32_MAX;
+  return N * Tile::tiles_per_image(HW) <= INT32_MAX;
+}
+
+template <typename Tile>
+Status launch_nchw_staged(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b,
+                          float s, void* y, cudaStream_t stream) {
+  using T = typename Tile::Element;
+  auto kernel = softmax_epilogue_nchw_staged<Tile>;
+  int smem = int(Tile::smem_bytes(C));
+  Status st = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                          "softmax_epilogue: cudaFuncSetAttribute");
+  if (!st.ok) return st;
+  int tiles = int(Tile::tiles_per_image(HW));
+  kernel<<<unsigned(N * tiles), Tile::kThreads, smem, stream>>>(C, int(HW), tiles, N * C * HW,
+                                                               static_cast<T const*>(z), conv_b, b, s,
+                                                               static_cast<T*>(y));
+  return Status::success();
 }
 
 template <typename T>
 Status launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* conv_b, float const* b, float s,
                    void* y, cudaStream_t stream) {
-  if (!staged_nchw_fits<T>(N, C, HW, z)) {
-    launch_nchw_streaming<T>(N, C, HW, z, conv_b, b, s, y, stream);
-    return Status::success();
+  if constexpr (sizeof(T) == 4) {
+    bool sector_aligned_rows = (HW * int64_t(sizeof(T))) % 32 == 0;
+    if (!sector_aligned_rows && staged_nchw_fits<NchwTileOwned<T>>(N, C, HW, z, y))
+      return launch_nchw_staged<NchwTileOwned<T>>(N, C, HW, z, conv_b, b, s, y, stream);
   }
-  using Tile = NchwTile<T>;
-  auto kernel = softmax_epilogue_nchw_staged<T, Tile::kPix, Tile::kTPP>;
-  int smem = int(Tile::smem_bytes(C));
-  Status st = cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                          "softmax_epilogue: cudaFuncSetAttribute");
-  if (!st.ok) return st;
-  int tiles = int((HW + Tile::kPix - 1) / Tile::kPix);
-  kernel<<<unsigned(N * tiles), Tile::kThreads, smem, stream>>>(C, int(HW), tiles, N * C * HW,
-                                                               static_cast<T const*>(z), conv_b, b, s,
-                                                               static_cast<T*>(y));
+  if (staged_nchw_fits<NchwTileDirect<T>>(N, C, HW, z, y))
+    return launch_nchw_staged<NchwTileDirect<T>>(N, C, HW, z, conv_b, b, s, y, stream);
+  launch_nchw_streaming<T>(N, C, HW, z, conv_b, b, s, y, stream);
   return Status::success();
 }
 

@@ -1,20 +1,29 @@
 // Two-stage path, NCHW layout: the softmax epilogue through a shared-memory tile.
 //
-// A block takes kPix consecutive pixels of one image and copies their [C][kPix]
-// slab of z into shared memory, each channel row as the aligned 16-byte chunks
-// that cover it. In NCHW a pixel's channels lie a plane apart and, with an odd
-// H*W, every channel row starts misaligned; reading each row as one run of
-// kPix * sizeof(T) bytes, with all of a block's loads in flight at once, is what
-// brings this kernel near the device-copy bandwidth where the streaming kernel
-// (a warp-wide 128-byte piece per row) stalls at ~75% (benchmarks/NOTES.md,
-// "Two-stage epilogue"). kTPP threads per pixel then reduce the pixel's
-// channels from shared memory and write y, a warp per 32 consecutive pixels of
-// a channel row. 32-bit data keeps e in place of z for the output pass, which
-// saves one exp per element.
+// A block takes a run of consecutive pixels of one image and copies their
+// [C][pixels] slab of z into shared memory, each channel row as the aligned
+// 16-byte chunks that cover it. In NCHW a pixel's channels lie a plane apart
+// and, with an odd H*W, every channel row starts misaligned; reading each row as
+// one run of ~kPix * sizeof(T) bytes, with all of a block's loads in flight at
+// once, is what brings this kernel near the device-copy bandwidth where the
+// streaming kernel (a warp-wide 128-byte piece per row) stays at ~75%
+// (benchmarks/NOTES.md, "Two-stage epilogue"). kTPP threads per pixel then
+// reduce the pixel's channels from shared memory. 32-bit data keeps e in place
+// of z for the output pass, which saves one exp per element.
 //
-// Assumes: z is 16-byte aligned (a row's chunk offsets are computed from element
+// Two ways to write y (StagedNchwStore):
+//  - kDirect: each thread stores its pixel's outputs, a warp per 32 consecutive
+//    pixels of a channel row.
+//  - kOwnedSectors: the outputs go back into the tile and leave as the same
+//    16-byte chunks, and each block writes, per channel row, exactly the 32-byte
+//    sectors between its two tile boundaries rounded down to a sector. Its tile
+//    reaches one sector (kHalo pixels) back into the previous block's pixels to
+//    have those values. Without this, the sector where two blocks' pixels meet
+//    in a misaligned row is written half by each, at different times.
+//
+// Assumes: z and y 16-byte aligned (chunk offsets are computed from element
 // indices); the block's dynamic shared memory holds StagedNchwTile::smem_bytes(C);
-// H*W and the grid fit 32-bit ints. The launcher checks all three.
+// H*W and the grid fit 32-bit ints. The launcher checks all of them.
 #pragma once
 
 #include <cstddef>
@@ -24,14 +33,20 @@
 
 namespace fct {
 
-template <typename T, int kPix_, int kTPP_>
+enum class StagedNchwStore { kDirect, kOwnedSectors };
+
+template <typename T, int kPix_, int kTPP_, StagedNchwStore kStore_>
 struct StagedNchwTile {
-  static constexpr int kPix = kPix_;  // pixels per block
+  using Element = T;
+  static constexpr int kPix = kPix_;  // pixels per block, halo included
   static constexpr int kTPP = kTPP_;  // threads per pixel, each reducing C / kTPP channels
+  static constexpr StagedNchwStore kStore = kStore_;
   static constexpr int kThreads = kPix * kTPP;
   static constexpr int kVec = 16 / int(sizeof(T));  // elements per 16-byte chunk
   static constexpr int kRow = kPix + kVec;          // a row's window: kPix plus its misalignment
   static constexpr int kChunks = kRow / kVec;
+  static constexpr int kHalo = kStore == StagedNchwStore::kOwnedSectors ? 32 / int(sizeof(T)) : 0;
+  static constexpr int kStep = kPix - kHalo;        // pixels a block owns
   static constexpr bool kKeepExp = sizeof(T) == 4;  // e fits in place of z
   static_assert(kPix % kVec == 0 && kThreads % 32 == 0 && kThreads <= 1024, "tile shape");
 
@@ -39,6 +54,7 @@ struct StagedNchwTile {
   static size_t smem_bytes(int C) {
     return size_t(C) * kRow * sizeof(T) + (2 * size_t(C) + 2 * size_t(kTPP) * kPix) * sizeof(float);
   }
+  static int64_t tiles_per_image(int64_t HW) { return (HW + kStep - 1) / kStep; }
 };
 
 __device__ __forceinline__ void cp_async_16(void* smem, void const* gmem, int src_bytes) {
@@ -46,13 +62,14 @@ __device__ __forceinline__ void cp_async_16(void* smem, void const* gmem, int sr
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
 }
 
-template <typename T, int kPix, int kTPP>
-__global__ void __launch_bounds__(kPix * kTPP)
+template <typename Tile, typename T = typename Tile::Element>
+__global__ void __launch_bounds__(Tile::kThreads)
     softmax_epilogue_nchw_staged(int C, int HW, int tiles_per_image, int64_t total, T const* __restrict__ z,
                                  float const* __restrict__ conv_b, float const* __restrict__ b, float s,
                                  T* __restrict__ y) {
-  using Tile = StagedNchwTile<T, kPix, kTPP>;
+  constexpr int kPix = Tile::kPix, kTPP = Tile::kTPP;
   constexpr int kVec = Tile::kVec, kRow = Tile::kRow, kChunks = Tile::kChunks;
+  constexpr bool kOwned = Tile::kStore == StagedNchwStore::kOwnedSectors;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* tile = reinterpret_cast<T*>(smem_raw);  // [C][kRow]
   float* cb_s = reinterpret_cast<float*>(tile + size_t(C) * kRow);
@@ -60,10 +77,14 @@ __global__ void __launch_bounds__(kPix * kTPP)
   float* red_max = b_s + C;  // [kTPP][kPix]
   float* red_sum = red_max + kTPP * kPix;
 
+  // The block owns pixels [q0, q1) of image n and holds [p0, q1), the halo included.
   int n = blockIdx.x / tiles_per_image;
-  int p0 = (blockIdx.x - n * tiles_per_image) * kPix;
-  int npix = min(kPix, HW - p0);
-  int64_t first0 = int64_t(n) * C * HW + p0;  // element index of (n, channel 0, p0)
+  int q0 = (blockIdx.x - n * tiles_per_image) * Tile::kStep;
+  int q1 = min(q0 + Tile::kStep, HW);
+  int p0 = max(q0 - Tile::kHalo, 0);
+  int npix = q1 - p0;
+  int64_t img0 = int64_t(n) * C * HW;
+  int64_t first0 = img0 + p0;  // element index of (n, channel 0, p0)
 
   // Chunk j of row c covers elements [first - sh + j * kVec, + kVec); chunks past the row's
   // pixels are skipped, and the one at the tensor's end reads only what exists.
@@ -119,18 +140,46 @@ __global__ void __launch_bounds__(kPix * kTPP)
 #pragma unroll
     for (int i = 0; i < kTPP; ++i) sum += red_sum[i * kPix + p];
   }
-  if (!active) return;
   float factor = MufuMath::pixel_factor(sum, s);
-  T* yp = y + first0 + p;
+  if (active) {
+    T* yp = y + first0 + p;
 #pragma unroll 8
-  for (int c = part; c < C; c += kTPP) {
-    int k = at(c);
-    float e;
-    if constexpr (Tile::kKeepExp)
-      e = to_float(tile[k]);
-    else
-      e = MufuMath::exp(MufuMath::logit_folded(to_float(tile[k]), cb_s[c]) - m);
-    yp[int64_t(c) * HW] = from_float<T>(MufuMath::output_folded(e, factor, b_s[c]));
+    for (int c = part; c < C; c += kTPP) {
+      int k = at(c);
+      float e;
+      if constexpr (Tile::kKeepExp)
+        e = to_float(tile[k]);
+      else
+        e = MufuMath::exp(MufuMath::logit_folded(to_float(tile[k]), cb_s[c]) - m);
+      T out = from_float<T>(MufuMath::output_folded(e, factor, b_s[c]));
+      if constexpr (kOwned)
+        tile[k] = out;
+      else
+        yp[int64_t(c) * HW] = out;
+    }
+  }
+  if constexpr (kOwned) {
+    __syncthreads();
+    constexpr int64_t kSectorMask = ~int64_t(Tile::kHalo - 1);
+    for (int i = threadIdx.x; i < C * kChunks; i += Tile::kThreads) {
+      int c = i / kChunks, j = i - c * kChunks;
+      int64_t row0 = img0 + int64_t(c) * HW;
+      int64_t first = row0 + p0;
+      int64_t a = first - (first & (kVec - 1)) + int64_t(j) * kVec;
+      // The row's owned elements: tile boundaries rounded down to a sector, except at the
+      // row's ends, which the first and last block of the image own as they are.
+      int64_t lo = q0 == 0 ? row0 : (row0 + q0) & kSectorMask;
+      int64_t hi = q1 == HW ? row0 + HW : (row0 + q1) & kSectorMask;
+      if (a >= hi || a + kVec <= lo) continue;
+      T const* src = tile + c * kRow + j * kVec;
+      if (a >= lo && a + kVec <= hi) {
+        *reinterpret_cast<uint4*>(y + a) = *reinterpret_cast<uint4 const*>(src);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kVec; ++e)
+          if (a + e >= lo && a + e < hi) y[a + e] = src[e];
+      }
+    }
   }
 }
 
