@@ -77,3 +77,17 @@ def test_nchw_epilogue_with_pointers_off_16_byte_alignment(mode):
     conv_b, b = torch.randn(ch, device="cuda"), torch.randn(ch, device="cuda")
     _run_epilogue(z, conv_b, b, 0.9, y)
     _check(y, _reference(z, conv_b, b, 0.9), mode)
+
+
+@pytest.mark.parametrize("mode", list(DTYPES))
+@pytest.mark.parametrize("case", ["owned_sectors_fp32_several_tiles", "reference_image_size"])
+def test_nchw_epilogue_in_place(case, mode):
+    """y = z is allowed; fp32 then stores directly, since the owned-sector tile reads a halo the
+    previous block may already have overwritten."""
+    N, ch, H, W = CASES[case]
+    dtype = DTYPES[mode]
+    z = (torch.randn(N, ch, H, W, device="cuda") * 3).to(dtype)
+    conv_b, b = torch.randn(ch, device="cuda"), torch.randn(ch, device="cuda")
+    ref = _reference(z, conv_b, b, 1.3)
+    _run_epilogue(z, conv_b, b, 1.3, z)
+    _check(z, ref, mode)

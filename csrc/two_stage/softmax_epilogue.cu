@@ -306,7 +306,8 @@ Status launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* con
                    void* y, cudaStream_t stream) {
   if constexpr (sizeof(T) == 4) {
     bool sector_aligned_rows = (HW * int64_t(sizeof(T))) % 32 == 0;
-    if (!sector_aligned_rows && staged_nchw_fits<NchwTileOwned<T>>(N, C, HW, z, y))
+    bool in_place = z == y;  // the owned-sector tile reads a halo the previous block may have written
+    if (!sector_aligned_rows && !in_place && staged_nchw_fits<NchwTileOwned<T>>(N, C, HW, z, y))
       return launch_nchw_staged<NchwTileOwned<T>>(N, C, HW, z, conv_b, b, s, y, stream);
   }
   if (staged_nchw_fits<NchwTileDirect<T>>(N, C, HW, z, y))

@@ -23,7 +23,11 @@
 //
 // Assumes: z and y 16-byte aligned (chunk offsets are computed from element
 // indices); the block's dynamic shared memory holds StagedNchwTile::smem_bytes(C);
-// H*W and the grid fit 32-bit ints. The launcher checks all of them.
+// H*W and the grid fit 32-bit ints. y may be z (in place) with kDirect, whose
+// blocks read every value they use before writing and write only their own
+// pixels; kOwnedSectors reads its halo from the previous block's pixels, which
+// that block may already have overwritten, so it needs y apart from z. The
+// launcher checks all of these.
 #pragma once
 
 #include <cstddef>
@@ -57,16 +61,15 @@ struct StagedNchwTile {
   static int64_t tiles_per_image(int64_t HW) { return (HW + kStep - 1) / kStep; }
 };
 
-__device__ __forceinline__ void cp_async_16(void* smem, void const* gmem, int src_bytes) {
+__device__ __forceinline__ void cp_async_16(void* smem, void const* gmem) {
   unsigned dst = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem));
 }
 
 template <typename Tile, typename T = typename Tile::Element>
 __global__ void __launch_bounds__(Tile::kThreads)
-    softmax_epilogue_nchw_staged(int C, int HW, int tiles_per_image, int64_t total, T const* __restrict__ z,
-                                 float const* __restrict__ conv_b, float const* __restrict__ b, float s,
-                                 T* __restrict__ y) {
+    softmax_epilogue_nchw_staged(int C, int HW, int tiles_per_image, int64_t total, T const* z,
+                                 float const* __restrict__ conv_b, float const* __restrict__ b, float s, T* y) {
   constexpr int kPix = Tile::kPix, kTPP = Tile::kTPP;
   constexpr int kVec = Tile::kVec, kRow = Tile::kRow, kChunks = Tile::kChunks;
   constexpr bool kOwned = Tile::kStore == StagedNchwStore::kOwnedSectors;
@@ -87,15 +90,18 @@ __global__ void __launch_bounds__(Tile::kThreads)
   int64_t first0 = img0 + p0;  // element index of (n, channel 0, p0)
 
   // Chunk j of row c covers elements [first - sh + j * kVec, + kVec); chunks past the row's
-  // pixels are skipped, and the one at the tensor's end reads only what exists.
+  // pixels are skipped, and the tensor's last, partial chunk is read element by element.
   for (int i = threadIdx.x; i < C * kChunks; i += Tile::kThreads) {
     int c = i / kChunks, j = i - c * kChunks;
     int64_t first = first0 + int64_t(c) * HW;
     int sh = int(first & (kVec - 1));
     if (j * kVec < sh + npix) {
       int64_t a = first - sh + int64_t(j) * kVec;
-      int64_t left = total - a;
-      cp_async_16(tile + c * kRow + j * kVec, z + a, left >= kVec ? 16 : int(left) * int(sizeof(T)));
+      T* dst = tile + c * kRow + j * kVec;
+      if (total - a >= kVec)
+        cp_async_16(dst, z + a);
+      else
+        for (int e = 0; a + e < total; ++e) dst[e] = z[a + e];
     }
   }
   asm volatile("cp.async.commit_group;\n" ::);

@@ -75,7 +75,8 @@ Status fused_forward_variant(std::string const& variant, ConvTransposeProblem co
                              cudaStream_t stream);
 
 // Two-stage epilogue over an already computed z = conv_transpose2d(x, w) (no bias).
-//   z, y  [N, C, HW] (kNCHW) or [N, HW, C] (kNHWC), dtype; y may alias z.
+//   z, y  [N, C, HW] (kNCHW) or [N, HW, C] (kNHWC), dtype; y may be z (in place),
+//   other overlaps are not supported.
 Status softmax_epilogue(DType dtype, Layout layout, int64_t N, int64_t C, int64_t HW, void const* z,
                         float const* conv_b, float const* b, float s, void* y, cudaStream_t stream);
 
