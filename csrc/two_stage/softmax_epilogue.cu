@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "common/cuda_check.h"
+#include "common/device_facts.h"
 #include "common/dtype_dispatch.h"
 #include "common/epilogue_math.cuh"
 #include "fused_convt_full/api.h"
@@ -22,6 +23,8 @@ template <typename T, int kVec>
 struct alignas(sizeof(T) * kVec) VecT {
   T v[kVec];
 };
+
+bool aligned16(void const* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 __device__ __forceinline__ float bias_or_zero(float const* p, int64_t c) { return p ? __ldg(p + c) : 0.0f; }
 
@@ -274,14 +277,10 @@ constexpr size_t kMaxStagedSmem = 113 << 10;
 // Images much smaller than a tile would leave most of each block idle.
 template <typename Tile>
 bool staged_nchw_fits(int64_t N, int64_t C, int64_t HW, void const* z, void const* y) {
-  if (((reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(y)) & 15u) != 0) return false;
-  if (HW < Tile::kPix / 2 || HW > INT32_MAX) return false;
+  if (!aligned16(z) || !aligned16(y) || HW < Tile::kPix / 2 || HW > INT32_MAX) return false;
   size_t smem = Tile::smem_bytes(int(C));
-  int dev = 0, optin = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-    return false;
-  if (smem > kMaxStagedSmem || smem > size_t(optin)) return false;
+  DeviceFacts dev;
+  if (!current_device_facts(dev).ok || smem > kMaxStagedSmem || smem > size_t(dev.smem_optin)) return false;
   return N * Tile::tiles_per_image(HW) <= INT32_MAX;
 }
 
@@ -315,8 +314,6 @@ Status launch_nchw(int64_t N, int C, int64_t HW, void const* z, float const* con
   launch_nchw_streaming<T>(N, C, HW, z, conv_b, b, s, y, stream);
   return Status::success();
 }
-
-bool aligned16(void const* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 Status check_args(int64_t N, int64_t C, int64_t HW, void const* z, float const* b, void* y) {
   if (N < 0 || C < 1 || HW < 0) return Status::error("softmax_epilogue: need N >= 0, C >= 1, HW >= 0");

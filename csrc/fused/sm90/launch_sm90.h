@@ -14,44 +14,12 @@
 #include <cuda_runtime_api.h>
 
 #include "common/cuda_check.h"
+#include "common/device_facts.h"
 #include "fused/sm90/fused_sm90_kernel.cuh"
 #include "fused/variant.h"
 #include "fused_convt_full/api.h"
 
 namespace fct::sm90 {
-
-struct DeviceFacts {
-  int index = 0, cc_major = 0, cc_minor = 0, sms = 0, smem_optin = 0;
-};
-
-// Queried once per device: the dispatcher asks on every call.
-inline Status current_device_facts(DeviceFacts& out) {
-  static std::mutex mu;
-  static DeviceFacts cache[64];
-  static bool known[64] = {};
-  int dev = 0;
-  Status st = cuda_status(cudaGetDevice(&dev), "cudaGetDevice");
-  if (!st.ok) {
-    cudaGetLastError();  // no device (CPU-only machine): leave no stale error for later calls
-    return st;
-  }
-  std::lock_guard<std::mutex> lock(mu);
-  if (dev < 0 || dev >= 64) return Status::error("device index out of range");
-  if (!known[dev]) {
-    DeviceFacts f;
-    f.index = dev;
-    cudaDeviceGetAttribute(&f.cc_major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&f.cc_minor, cudaDevAttrComputeCapabilityMinor, dev);
-    cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev);
-    cudaDeviceGetAttribute(&f.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    st = last_launch_status("cudaDeviceGetAttribute");
-    if (!st.ok) return st;
-    cache[dev] = f;
-    known[dev] = true;
-  }
-  out = cache[dev];
-  return Status::success();
-}
 
 // full[kMaxStages], empty[kMaxStages], turn[2], exchange[2][2] mbarriers.
 constexpr int kBarrierBytes = (2 * kMaxStages + 2 + 4) * 8;
