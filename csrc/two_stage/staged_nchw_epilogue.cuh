@@ -2,7 +2,10 @@
 //
 // A block takes a run of consecutive pixels of one image and copies their
 // [C][pixels] slab of z into shared memory, each channel row as the aligned
-// 16-byte chunks that cover it. In NCHW a pixel's channels lie a plane apart
+// 16-byte chunks that cover it: on sm_90 one bulk copy (TMA) per row, which
+// completes on an mbarrier, elsewhere one 16-byte cp.async per chunk (the bulk
+// copies measured 1.5% faster for fp32 and 9% for bf16 on the H100: half the
+// L2 requests, no per-chunk instructions). In NCHW a pixel's channels lie a plane apart
 // and, with an odd H*W, every channel row starts misaligned; reading each row as
 // one run of ~kPix * sizeof(T) bytes, with all of a block's loads in flight at
 // once, is what brings this kernel near the device-copy bandwidth where the
@@ -89,8 +92,31 @@ __global__ void __launch_bounds__(Tile::kThreads)
   int64_t img0 = int64_t(n) * C * HW;
   int64_t first0 = img0 + p0;  // element index of (n, channel 0, p0)
 
-  // Chunk j of row c covers elements [first - sh + j * kVec, + kVec); chunks past the row's
-  // pixels are skipped, and the tensor's last, partial chunk is read element by element.
+  // Row c's window starts at the aligned chunk holding (n, c, p0); chunks past the row's pixels are
+  // not read, and the tensor's last, partial chunk is read element by element.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __shared__ alignas(8) uint64_t rows_landed;  // one arrival and the bytes of every row
+  unsigned bar = unsigned(__cvta_generic_to_shared(&rows_landed));
+  if (threadIdx.x == 0) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(bar), "r"(C));
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < C; c += Tile::kThreads) {
+    int64_t first = first0 + int64_t(c) * HW;
+    int64_t a = first - (first & (kVec - 1));
+    int64_t chunks = min((first - a + npix + kVec - 1) / kVec, (total - a) / kVec);
+    T* dst = tile + c * kRow;
+    unsigned bytes = unsigned(chunks * 16);
+    asm volatile("mbarrier.arrive.expect_tx.shared.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+    if (bytes)
+      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                       unsigned(__cvta_generic_to_shared(dst))),
+                   "l"(z + a), "r"(bytes), "r"(bar)
+                   : "memory");
+    for (int64_t e = a + chunks * kVec; e < total && e < first + npix; ++e) dst[e - a] = z[e];
+  }
+#else
   for (int i = threadIdx.x; i < C * kChunks; i += Tile::kThreads) {
     int c = i / kChunks, j = i - c * kChunks;
     int64_t first = first0 + int64_t(c) * HW;
@@ -105,11 +131,20 @@ __global__ void __launch_bounds__(Tile::kThreads)
     }
   }
   asm volatile("cp.async.commit_group;\n" ::);
+#endif
   for (int c = threadIdx.x; c < C; c += Tile::kThreads) {
     cb_s[c] = MufuMath::logit_offset(conv_b ? __ldg(conv_b + c) : 0.0f);
     b_s[c] = MufuMath::bias_term(__ldg(b + c), s);
   }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  for (unsigned landed = 0; !landed;)
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(landed)
+                 : "r"(bar)
+                 : "memory");
+#else
   asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
   __syncthreads();
 
   int p = threadIdx.x % kPix, part = threadIdx.x / kPix;
