@@ -5,14 +5,14 @@
 // 16-byte chunks that cover it: on sm_90 one bulk copy (TMA) per row, which
 // completes on an mbarrier, elsewhere one 16-byte cp.async per chunk (the bulk
 // copies measured 1.5% faster for fp32 and 9% for bf16 on the H100: half the
-// L2 requests, no per-chunk instructions). In NCHW a pixel's channels lie a plane apart
-// and, with an odd H*W, every channel row starts misaligned; reading each row as
-// one run of ~kPix * sizeof(T) bytes, with all of a block's loads in flight at
-// once, is what brings this kernel near the device-copy bandwidth where the
-// streaming kernel (a warp-wide 128-byte piece per row) stays at ~75%
-// (benchmarks/NOTES.md, "Two-stage epilogue"). kTPP threads per pixel then
-// reduce the pixel's channels from shared memory. 32-bit data keeps e in place
-// of z for the output pass, which saves one exp per element.
+// L2 requests, no per-chunk instructions). In NCHW a pixel's channels lie a
+// plane apart and, with an odd H*W, every channel row starts misaligned;
+// reading each row as one run of ~kPix * sizeof(T) bytes, with all of a
+// block's loads in flight at once, is what brings this kernel near the
+// device-copy bandwidth where the streaming kernel (a warp-wide 128-byte piece
+// per row) stays at ~75% (benchmarks/NOTES.md, v11 and v12). kTPP threads per
+// pixel then reduce the pixel's channels from shared memory. 32-bit data keeps
+// e in place of z for the output pass, which saves one exp per element.
 //
 // Two ways to write y (StagedNchwStore):
 //  - kDirect: each thread stores its pixel's outputs, a warp per 32 consecutive
