@@ -1,7 +1,9 @@
 // Tuning harness for the NCHW two-stage epilogue, y = sigmoid(s * (softmax_c(z + conv_b) + b)).
-// Device only; build and run from the repository root:
-//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I csrc -I csrc/include
-//        scripts/epilogue_tune.cu -o /tmp/tune && /tmp/tune
+// Device only; build and run from the repository root (CUTLASS headers from the nvidia-cutlass wheel,
+// as third_party/cutlass.cmake finds them; compute_80 PTX instead runs the pre-Hopper tile load):
+//   inc=$(python3 -c "import cutlass_library, os; print(os.path.dirname(cutlass_library.__file__))")/source/include
+//   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -I csrc -I csrc/include \
+//        -I $inc scripts/epilogue_tune.cu -o /tmp/tune && /tmp/tune
 //
 // For fp32 and then bf16, by default at the reference size (N=128, C=128, HW=129*129; override with
 // TUNE_N, TUNE_C, TUNE_HW_SIDE; TUNE_ONLY="a,b" keeps the candidates whose names contain a or b) it

@@ -41,8 +41,9 @@ for stage in $stages; do
       # Kernel-level timings (fused variants, plain epilogue, cuDNN + epilogues) on the reference problem.
       (cd /tmp && timeout 300 python3 "$OLDPWD/scripts/quick_bench.py" ${FCT_QUICK_ARGS:-float32 bfloat16}) 2>&1 | tee "$OUT/quick.log" ;;
     tune)
-      nvcc -O3 -std=c++17 -gencode=arch=compute_${ARCH},code=sm_${ARCH} -I csrc -I csrc/include \
-        scripts/epilogue_tune.cu -o /tmp/epilogue_tune && /tmp/epilogue_tune | tee "$OUT/epilogue_tune.log" ;;
+      inc=$(python3 -c "import cutlass_library, os; print(os.path.dirname(cutlass_library.__file__))")/source/include
+      nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_${ARCH},code=sm_${ARCH} -I csrc -I csrc/include \
+        -I "$inc" scripts/epilogue_tune.cu -o /tmp/epilogue_tune && /tmp/epilogue_tune | tee "$OUT/epilogue_tune.log" ;;
     bench)
       (cd /tmp && timeout 240 python3 -m fused_convt_full.bench --json "$OUT/bench_default.json" --markdown "$OUT/bench_default.md" \
         --plot "$OUT/bench_default.png" ${FCT_BENCH_ARGS:-}) 2>&1 | tee "$OUT/bench.log" | tail -30 ;;
